@@ -1,0 +1,185 @@
+//! The command line, as clap definitions: the single source of `--help` and completions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// ankus: back up, move and upgrade Pachyderm 1.x clusters with Rhai scripts.
+#[derive(Debug, Parser)]
+#[command(name = "ankus", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// More output (debug logs).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Less output (errors only).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Output format of results and plans.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    /// Directory searched for scripts (`DIR/scripts`) and stdlib modules (`DIR/stdlib`) before
+    /// the bundled copies.
+    #[arg(long, global = true, env = "ANKUS_SCRIPTS", value_name = "DIR")]
+    pub scripts: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--output` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a script: a path to a .rhai file or the name of a bundled script.
+    Run(RunArgs),
+    /// Explore clusters interactively.
+    Repl(ReplArgs),
+    /// List, show or eject the bundled scripts.
+    Scripts {
+        /// What to do with them.
+        #[command(subcommand)]
+        action: ScriptsAction,
+    },
+    /// Print the reference of every function scripts can call.
+    Docs {
+        /// Markdown or JSON.
+        #[arg(long, value_enum, default_value_t = DocsFormat::Markdown)]
+        format: DocsFormat,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options shared by everything that runs scripts.
+#[derive(Debug, Args)]
+pub struct ScriptOptions {
+    /// Record what would change instead of changing it, and print the plan.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Answer yes to every confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Let `fs::` read and write below this directory too (repeatable).
+    #[arg(long, value_name = "DIR")]
+    pub allow_path: Vec<PathBuf>,
+    /// Let scripts run programs with `exec`.
+    #[arg(long)]
+    pub allow_exec: bool,
+    /// Stop a script after this many operations (0 = no limit).
+    #[arg(long, value_name = "N")]
+    pub max_operations: Option<u64>,
+    /// Deadline for one remote call, in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub call_timeout: u64,
+}
+
+/// `ankus run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A path to a .rhai file, or a bundled script name (see `ankus scripts list`).
+    pub script: String,
+    /// A script argument, KEY=VALUE (repeatable).
+    #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub args: Vec<(String, String)>,
+    /// Start a fresh sandbox for the run and point the contexts `old` and `new` at it.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// The run journal (default: `.ankus/NAME.journal.json`); a re-run with the same journal
+    /// resumes after the last finished step.
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+    /// Script options.
+    #[command(flatten)]
+    pub script_options: ScriptOptions,
+}
+
+/// `ankus repl`.
+#[derive(Debug, Args)]
+pub struct ReplArgs {
+    /// Start a sandbox and pre-connect `old` and `new`.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Script options.
+    #[command(flatten)]
+    pub script_options: ScriptOptions,
+}
+
+/// `ankus scripts ...`.
+#[derive(Debug, Subcommand)]
+pub enum ScriptsAction {
+    /// List the bundled scripts and stdlib modules.
+    List,
+    /// Print a script's source (as it would run, overrides included).
+    Show {
+        /// The script name.
+        name: String,
+    },
+    /// Write the bundled scripts and stdlib into DIR/scripts and DIR/stdlib for editing.
+    Eject {
+        /// The directory (created if missing; existing files are never overwritten).
+        dir: PathBuf,
+    },
+}
+
+/// `ankus docs --format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DocsFormat {
+    /// A Markdown reference.
+    Markdown,
+    /// Rhai's function metadata as JSON.
+    Json,
+}
+
+/// Parses `KEY=VALUE`, naming what is wrong otherwise.
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let Some((key, value)) = text.split_once('=') else {
+        return Err(format!("'{text}' is not KEY=VALUE (missing '=')"));
+    };
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("'{text}' has an empty KEY"));
+    }
+    if !key
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
+    {
+        return Err(format!(
+            "KEY '{key}' may only hold letters, digits, '_' and '-'"
+        ));
+    }
+    Ok((key.to_owned(), value.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_parsing_names_the_problem() {
+        assert_eq!(parse_key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(parse_key_value("from").unwrap_err().contains("missing '='"));
+        assert!(parse_key_value("=x").unwrap_err().contains("empty KEY"));
+        assert!(
+            parse_key_value("a b=x")
+                .unwrap_err()
+                .contains("may only hold")
+        );
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

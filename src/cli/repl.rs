@@ -1,0 +1,22 @@
+//! `ankus repl`: builds the host for an interactive session and hands over to `repl/`.
+
+use std::collections::BTreeMap;
+
+use crate::host::context::HostCtx;
+use crate::host::engine::build_engine;
+
+use super::args::{Cli, ReplArgs};
+use super::console::Console;
+use super::run::{cancel_on_ctrl_c, host_options, limits};
+
+/// Runs `ankus repl`.
+pub fn execute(cli: &Cli, repl_args: &ReplArgs, console: &Console) -> anyhow::Result<u8> {
+    if repl_args.sandbox {
+        anyhow::bail!("--sandbox needs the sandbox, which this build does not include yet");
+    }
+    let options = host_options(cli, &repl_args.script_options, BTreeMap::new(), console);
+    let host = HostCtx::new(options);
+    cancel_on_ctrl_c(&host);
+    let engine = build_engine(&host, &limits(&repl_args.script_options));
+    crate::repl::run(&host, engine)
+}

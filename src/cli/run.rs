@@ -1,0 +1,123 @@
+//! `ankus run SCRIPT`: resolve the script, build the host, run it, print the plan or the JSON
+//! result, and exit with 0, 1, 2 or 130.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::host::context::{FsPolicy, HostCtx, HostOptions, OutputMode};
+use crate::host::convert::to_json_in;
+use crate::host::engine::{Limits, build_engine};
+use crate::host::run::run_script;
+use crate::host::sources;
+
+use super::args::{Cli, RunArgs, ScriptOptions};
+use super::console::Console;
+
+/// Host options from the command line, shared by `run` and `repl`.
+pub fn host_options(
+    cli: &Cli,
+    script_options: &ScriptOptions,
+    args: BTreeMap<String, String>,
+    console: &Console,
+) -> HostOptions {
+    let mut roots: Vec<PathBuf> = script_options.allow_path.clone();
+    roots.push(std::env::temp_dir());
+    if let Ok(cwd) = std::env::current_dir() {
+        roots.push(cwd);
+    }
+    HostOptions {
+        args,
+        dry_run: script_options.dry_run,
+        assume_yes: script_options.yes,
+        output: console.output,
+        verbosity: console.verbosity,
+        stdout: console.print_sink(),
+        stderr: console.log_sink(),
+        fs_policy: FsPolicy::new(roots),
+        allow_exec: script_options.allow_exec,
+        scripts_dir: cli.scripts.clone(),
+        interactive: std::io::stdin().is_terminal(),
+        call_timeout: Duration::from_secs(script_options.call_timeout.max(1)),
+        pach_config: None,
+        kubeconfig: None,
+    }
+}
+
+/// Limits from the command line.
+pub fn limits(script_options: &ScriptOptions) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(max_operations) = script_options.max_operations {
+        limits.max_operations = max_operations;
+    }
+    limits
+}
+
+/// Cancels `host` on Ctrl-C for as long as the process runs.
+pub fn cancel_on_ctrl_c(host: &Arc<HostCtx>) {
+    let host = Arc::downgrade(host);
+    crate::host::runtime::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            match host.upgrade() {
+                Some(host) => {
+                    host.error("interrupted: stopping at the next safe point (cleanups will run)");
+                    host.cancel();
+                }
+                None => break,
+            }
+        }
+    });
+}
+
+/// Runs `ankus run`.
+pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Result<u8> {
+    let script = sources::find_script(&run_args.script, cli.scripts.as_deref())?;
+    let args: BTreeMap<String, String> = run_args.args.iter().cloned().collect();
+    let options = host_options(cli, &run_args.script_options, args, console);
+    if run_args.sandbox {
+        anyhow::bail!("--sandbox needs the sandbox, which this build does not include yet");
+    }
+    let host = HostCtx::new(options);
+    cancel_on_ctrl_c(&host);
+    let engine = build_engine(&host, &limits(&run_args.script_options));
+    let journal_path = run_args
+        .journal
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(".ankus").join(format!("{}.journal.json", script.name)));
+    let outcome = run_script(&host, &engine, &script, Some(&journal_path));
+    let plan = host.plan();
+    match console.output {
+        OutputMode::Text => {
+            if host.is_dry_run() {
+                console.out(&plan.to_table());
+            }
+        }
+        OutputMode::Json => {
+            let document = match &outcome {
+                Ok(value) => serde_json::json!({
+                    "ok": true,
+                    "dry_run": host.is_dry_run(),
+                    "result": to_json_in(&engine, value),
+                    "plan": plan.entries(),
+                }),
+                Err(failure) => serde_json::json!({
+                    "ok": false,
+                    "dry_run": host.is_dry_run(),
+                    "error": failure.rendered.lines().next().unwrap_or_default().trim_start_matches("error: "),
+                    "exit_code": failure.exit_code,
+                    "plan": plan.entries(),
+                }),
+            };
+            console.out(&serde_json::to_string_pretty(&document)?);
+        }
+    }
+    match outcome {
+        Ok(_) => Ok(super::EXIT_OK),
+        Err(failure) => {
+            console.err(&failure.rendered);
+            Ok(u8::try_from(failure.exit_code).unwrap_or(super::EXIT_FAILED))
+        }
+    }
+}

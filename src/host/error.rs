@@ -1,0 +1,82 @@
+//! The one place library errors become script errors: a `HostError` value with `kind`,
+//! `message` and `chain` that scripts catch and branch on.
+
+use rhai::{Dynamic, EvalAltResult, Position};
+
+use crate::kind::{Kind, Kinded};
+
+/// An error raised by a binding, as scripts see it in `catch (e)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostError {
+    /// The kind, e.g. `not_found`.
+    pub kind: Kind,
+    /// The whole message, causes included once.
+    pub message: String,
+}
+
+impl HostError {
+    /// A new error of `kind`.
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        HostError {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Converts any library error, keeping its kind and its cause chain.
+    pub fn from_error<E: Kinded + 'static>(error: &E) -> Self {
+        HostError::new(error.kind(), crate::kind::chain_text(error))
+    }
+
+    /// The error as a Rhai runtime error scripts can catch.
+    pub fn into_rhai(self, position: Position) -> Box<EvalAltResult> {
+        Box::new(EvalAltResult::ErrorRuntime(Dynamic::from(self), position))
+    }
+
+    /// Finds a `HostError` inside a Rhai error (through call frames), if one is there.
+    pub fn find(error: &EvalAltResult) -> Option<HostError> {
+        match error {
+            EvalAltResult::ErrorRuntime(value, _) => value.clone().try_cast::<HostError>(),
+            EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+            | EvalAltResult::ErrorInModule(_, inner, _) => HostError::find(inner),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for HostError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind)
+    }
+}
+
+/// Registers `HostError` with its getters so scripts can read `e.kind` and `e.message`.
+pub fn register(engine: &mut rhai::Engine) {
+    engine
+        .register_type_with_name::<HostError>("Error")
+        .register_get("kind", |error: &mut HostError| {
+            error.kind.as_str().to_owned()
+        })
+        .register_get("message", |error: &mut HostError| error.message.clone())
+        .register_fn("to_string", |error: &mut HostError| error.to_string())
+        .register_fn("to_debug", |error: &mut HostError| {
+            format!("Error({error})")
+        });
+}
+
+/// Shorthand for a binding result.
+pub type BindingResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// Converts a library error into a catchable script error at `position`.
+pub fn script_error<E: Kinded + 'static>(error: E, position: Position) -> Box<EvalAltResult> {
+    HostError::from_error(&error).into_rhai(position)
+}
+
+/// A catchable script error of `kind` with `message`.
+pub fn script_fail(
+    kind: Kind,
+    message: impl Into<String>,
+    position: Position,
+) -> Box<EvalAltResult> {
+    HostError::new(kind, message).into_rhai(position)
+}

@@ -1,0 +1,107 @@
+//! The async seam: the only module that owns the tokio runtime and blocks on it.
+//!
+//! Scripts run on plain threads; bindings hand their futures to [`block_on`], which races them
+//! against the run's cancellation token and an optional deadline.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::runtime::{Handle, Runtime};
+use tokio_util::sync::CancellationToken;
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// Why a blocking call returned without the future's output.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Interrupted {
+    /// The run was cancelled (Ctrl-C).
+    #[error("interrupted")]
+    Cancelled,
+    /// The deadline passed first.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// The process-wide runtime, created on first use.
+pub fn handle() -> Handle {
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(4)
+                .thread_name("ankus-io")
+                .enable_all()
+                .build()
+                .expect("the tokio runtime can always be built on this platform")
+        })
+        .handle()
+        .clone()
+}
+
+/// Runs `fut` to completion on the runtime from a non-async thread, unless `cancel` fires or
+/// `timeout` passes first.
+pub fn block_on<F: Future>(
+    cancel: &CancellationToken,
+    timeout: Option<Duration>,
+    fut: F,
+) -> Result<F::Output, Interrupted> {
+    let cancel = cancel.clone();
+    handle().block_on(async move {
+        let deadline = async {
+            match timeout {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => Err(Interrupted::Cancelled),
+            out = fut => Ok(out),
+            _ = deadline => Err(Interrupted::Timeout(timeout.unwrap_or_default())),
+        }
+    })
+}
+
+/// Runs `fut` on the runtime without cancellation, for setup and teardown that must finish.
+pub fn block_on_uncancellable<F: Future>(fut: F) -> F::Output {
+    handle().block_on(fut)
+}
+
+/// Spawns a background task on the runtime (servers, signal handlers).
+pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    handle().spawn(fut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancelled_token_interrupts_a_pending_future() {
+        let token = CancellationToken::new();
+        token.cancel();
+        let out = block_on(&token, None, std::future::pending::<()>());
+        assert_eq!(out, Err(Interrupted::Cancelled));
+    }
+
+    #[test]
+    fn deadline_interrupts_a_slow_future() {
+        let token = CancellationToken::new();
+        let out = block_on(
+            &token,
+            Some(Duration::from_millis(20)),
+            std::future::pending::<()>(),
+        );
+        assert_eq!(out, Err(Interrupted::Timeout(Duration::from_millis(20))));
+    }
+
+    #[test]
+    fn ready_future_returns_its_output() {
+        let token = CancellationToken::new();
+        assert_eq!(block_on(&token, None, async { 7 }), Ok(7));
+    }
+}

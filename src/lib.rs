@@ -1,0 +1,10 @@
+//! ankus: back up, move and upgrade Pachyderm 1.x clusters with Rhai scripts.
+//!
+//! See `ARCHITECTURE.md` for the code map and the invariants between these modules.
+
+pub mod bindings;
+pub mod cli;
+pub mod fsutil;
+pub mod host;
+pub mod kind;
+pub mod repl;
