@@ -1,0 +1,4 @@
+//! Integration tests, one binary: the CLI end to end, each client against the sandbox or a
+//! real peer.
+
+mod support;
