@@ -7,4 +7,5 @@ pub mod cli;
 pub mod fsutil;
 pub mod host;
 pub mod kind;
+pub mod proto;
 pub mod repl;

@@ -17,15 +17,28 @@ fn import_resolves_override_dir_then_cwd_stdlib_then_embedded() {
     let embedded = ankus_in(dir.path(), &["run", script]);
     assert_eq!(embedded.stdout, "2.0 KiB\n", "{embedded:?}");
 
-    write(dir.path(), "stdlib/report.rhai", "fn bytes(n) { \"cwd copy\" }\n");
+    write(
+        dir.path(),
+        "stdlib/report.rhai",
+        "fn bytes(n) { \"cwd copy\" }\n",
+    );
     let cwd = ankus_in(dir.path(), &["run", script]);
     assert_eq!(cwd.stdout, "cwd copy\n", "{cwd:?}");
 
-    let custom = write(dir.path(), "custom/stdlib/report.rhai", "fn bytes(n) { \"override dir\" }\n");
+    let custom = write(
+        dir.path(),
+        "custom/stdlib/report.rhai",
+        "fn bytes(n) { \"override dir\" }\n",
+    );
     let custom_root = custom.parent().and_then(|p| p.parent()).expect("root");
     let overridden = ankus_in(
         dir.path(),
-        &["run", script, "--scripts", custom_root.to_str().expect("utf-8")],
+        &[
+            "run",
+            script,
+            "--scripts",
+            custom_root.to_str().expect("utf-8"),
+        ],
     );
     assert_eq!(overridden.stdout, "override dir\n", "{overridden:?}");
 }
@@ -33,12 +46,23 @@ fn import_resolves_override_dir_then_cwd_stdlib_then_embedded() {
 #[test]
 fn script_name_resolves_override_dir_before_cwd_scripts() {
     let dir = temp_dir();
-    write(dir.path(), "scripts/mine.rhai", "print(\"from ./scripts\");\n");
+    write(
+        dir.path(),
+        "scripts/mine.rhai",
+        "print(\"from ./scripts\");\n",
+    );
     let from_cwd = ankus_in(dir.path(), &["run", "mine"]);
     assert_eq!(from_cwd.stdout, "from ./scripts\n", "{from_cwd:?}");
-    write(dir.path(), "other/scripts/mine.rhai", "print(\"from --scripts\");\n");
+    write(
+        dir.path(),
+        "other/scripts/mine.rhai",
+        "print(\"from --scripts\");\n",
+    );
     let from_override = ankus_in(dir.path(), &["run", "mine", "--scripts", "other"]);
-    assert_eq!(from_override.stdout, "from --scripts\n", "{from_override:?}");
+    assert_eq!(
+        from_override.stdout, "from --scripts\n",
+        "{from_override:?}"
+    );
 }
 
 #[test]
@@ -51,11 +75,24 @@ fn runtime_error_shows_file_line_column_caret_and_exits_1() {
     );
     let out = ankus_in(dir.path(), &["run", "./bad.rhai"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("error: Function not found: no_such_method"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("error: Function not found: no_such_method"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("--> ./bad.rhai:2:7"), "{}", out.stderr);
-    assert!(out.stderr.contains("2 |     x.no_such_method()"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("2 |     x.no_such_method()"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("  |       ^"), "{}", out.stderr);
-    assert!(out.stderr.contains("in call to 'inner' at ./bad.rhai:5:1"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("in call to 'inner' at ./bad.rhai:5:1"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
 }
 
@@ -65,8 +102,16 @@ fn syntax_error_names_line_and_column_and_exits_1() {
     write(dir.path(), "syntax.rhai", "let a = 1;\nlet b = (a + ;\n");
     let out = ankus_in(dir.path(), &["run", "./syntax.rhai"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.starts_with("error: syntax error:"), "{}", out.stderr);
-    assert!(out.stderr.contains("--> ./syntax.rhai:2:"), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: syntax error:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("--> ./syntax.rhai:2:"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("2 | let b = (a + ;"), "{}", out.stderr);
 }
 
@@ -75,21 +120,41 @@ fn usage_errors_exit_2_with_one_clear_message() {
     let dir = temp_dir();
     let unknown = ankus_in(dir.path(), &["run", "no-such-script"]);
     assert_eq!(unknown.code, 2, "{unknown:?}");
-    assert!(unknown.stderr.contains("no script named 'no-such-script'"), "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no script named 'no-such-script'"),
+        "{}",
+        unknown.stderr
+    );
 
     write(dir.path(), "ok.rhai", "print(arg(\"from\"));\n");
     let malformed = ankus_in(dir.path(), &["run", "./ok.rhai", "-a", "from"]);
     assert_eq!(malformed.code, 2, "{malformed:?}");
-    assert!(malformed.stderr.contains("'from' is not KEY=VALUE"), "{}", malformed.stderr);
+    assert!(
+        malformed.stderr.contains("'from' is not KEY=VALUE"),
+        "{}",
+        malformed.stderr
+    );
 
     let missing = ankus_in(dir.path(), &["run", "./ok.rhai"]);
     assert_eq!(missing.code, 2, "{missing:?}");
-    assert!(missing.stderr.contains("missing argument 'from': pass -a from=VALUE"), "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains("missing argument 'from': pass -a from=VALUE"),
+        "{}",
+        missing.stderr
+    );
 
     std::fs::write(dir.path().join("latin1.rhai"), b"print(\"caf\xe9\");\n").expect("write");
     let binary = ankus_in(dir.path(), &["run", "./latin1.rhai"]);
     assert_eq!(binary.code, 2, "{binary:?}");
-    assert!(binary.stderr.contains("is not UTF-8 text (invalid byte at offset 10)"), "{}", binary.stderr);
+    assert!(
+        binary
+            .stderr
+            .contains("is not UTF-8 text (invalid byte at offset 10)"),
+        "{}",
+        binary.stderr
+    );
     for output in [&unknown, &malformed, &missing, &binary] {
         assert!(!output.stderr.contains("panicked"), "{}", output.stderr);
     }
@@ -109,10 +174,17 @@ fn dry_run_records_a_plan_and_changes_nothing() {
     let lines: Vec<&str> = text.stdout.lines().collect();
     assert_eq!(lines[0], "true");
     assert_eq!(lines[1], "plan: 1 change(s) would be made");
-    assert!(lines[3].starts_with("1  fs       write_text"), "{}", text.stdout);
+    assert!(
+        lines[3].starts_with("1  fs       write_text"),
+        "{}",
+        text.stdout
+    );
     assert!(lines[3].ends_with("{\"bytes\":5}"), "{}", text.stdout);
 
-    let json = ankus_in(dir.path(), &["run", "./w.rhai", "--dry-run", "--output", "json"]);
+    let json = ankus_in(
+        dir.path(),
+        &["run", "./w.rhai", "--dry-run", "--output", "json"],
+    );
     let document: serde_json::Value = serde_json::from_str(&json.stdout).expect("json stdout");
     assert_eq!(document["ok"], true);
     assert_eq!(document["dry_run"], true);
@@ -123,7 +195,10 @@ fn dry_run_records_a_plan_and_changes_nothing() {
 
     let real = ankus_in(dir.path(), &["run", "./w.rhai"]);
     assert_eq!(real.stdout, "false\n", "{real:?}");
-    assert_eq!(std::fs::read_to_string(dir.path().join("out.txt")).expect("written"), "hello");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out.txt")).expect("written"),
+        "hello"
+    );
 }
 
 #[test]
@@ -145,7 +220,11 @@ print(`result ${b}`);
     let first = ankus_in(dir.path(), &["run", "./steps.rhai"]);
     assert_eq!(first.code, 1, "{first:?}");
     assert_eq!(first.stdout, "first ran\n");
-    assert!(first.stderr.contains("step second: failed"), "{}", first.stderr);
+    assert!(
+        first.stderr.contains("step second: failed"),
+        "{}",
+        first.stderr
+    );
     let journal = dir.path().join(".ankus/steps.journal.json");
     let recorded: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&journal).expect("journal")).expect("json");
@@ -157,10 +236,19 @@ print(`result ${b}`);
     let second = ankus_in(dir.path(), &["run", "./steps.rhai"]);
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(second.stdout, "second ran\nresult 42\n");
-    assert!(second.stderr.contains("step first: already done (journal), skipping"), "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("step first: already done (journal), skipping"),
+        "{}",
+        second.stderr
+    );
 
     let third = ankus_in(dir.path(), &["run", "./steps.rhai"]);
-    assert_eq!(third.stdout, "first ran\nsecond ran\nresult 42\n", "a finished journal starts fresh");
+    assert_eq!(
+        third.stdout, "first ran\nsecond ran\nresult 42\n",
+        "a finished journal starts fresh"
+    );
 }
 
 #[test]
@@ -182,7 +270,10 @@ try {
     );
     let out = ankus_in(dir.path(), &["run", "./par.rhai"]);
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(out.stdout, "[\"slow\", \"fast\", 3]\ncaught: second broke\n");
+    assert_eq!(
+        out.stdout,
+        "[\"slow\", \"fast\", 3]\ncaught: second broke\n"
+    );
 }
 
 #[test]
@@ -229,7 +320,10 @@ loop { n += 1; }
 fn runaway_loop_stops_at_the_operation_limit() {
     let dir = temp_dir();
     write(dir.path(), "spin.rhai", "let n = 0;\nloop { n += 1; }\n");
-    let out = ankus_in(dir.path(), &["run", "./spin.rhai", "--max-operations", "100000"]);
+    let out = ankus_in(
+        dir.path(),
+        &["run", "./spin.rhai", "--max-operations", "100000"],
+    );
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("Too many operations"), "{}", out.stderr);
     assert!(out.stderr.contains("--> ./spin.rhai:2:"), "{}", out.stderr);
@@ -238,7 +332,11 @@ fn runaway_loop_stops_at_the_operation_limit() {
 #[test]
 fn deep_recursion_stops_with_a_clear_message() {
     let dir = temp_dir();
-    write(dir.path(), "deep.rhai", "fn down(n) { down(n + 1) }\ndown(0);\n");
+    write(
+        dir.path(),
+        "deep.rhai",
+        "fn down(n) { down(n + 1) }\ndown(0);\n",
+    );
     let out = ankus_in(dir.path(), &["run", "./deep.rhai"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("Stack overflow"), "{}", out.stderr);
@@ -251,7 +349,13 @@ fn confirm_without_a_terminal_fails_cleanly_unless_yes() {
     write(dir.path(), "ask.rhai", "print(confirm(\"proceed?\"));\n");
     let refused = ankus_in(dir.path(), &["run", "./ask.rhai"]);
     assert_eq!(refused.code, 2, "{refused:?}");
-    assert!(refused.stderr.contains("cannot ask 'proceed?': stdin is not a terminal; pass --yes"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("cannot ask 'proceed?': stdin is not a terminal; pass --yes"),
+        "{}",
+        refused.stderr
+    );
     let agreed = ankus_in(dir.path(), &["run", "./ask.rhai", "--yes"]);
     assert_eq!(agreed.stdout, "true\n", "{agreed:?}");
 }
@@ -259,19 +363,36 @@ fn confirm_without_a_terminal_fails_cleanly_unless_yes() {
 #[test]
 fn fs_outside_allowed_directories_is_refused() {
     let dir = temp_dir();
-    write(dir.path(), "peek.rhai", "fs::read_text(\"/etc/hostname\");\n");
+    write(
+        dir.path(),
+        "peek.rhai",
+        "fs::read_text(\"/etc/hostname\");\n",
+    );
     let out = ankus_in(dir.path(), &["run", "./peek.rhai"]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("path /etc/hostname is outside the directories scripts may use"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("path /etc/hostname is outside the directories scripts may use"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
 fn exec_is_disabled_unless_allowed() {
     let dir = temp_dir();
-    write(dir.path(), "x.rhai", "let r = exec(\"echo\", [\"hi\"]);\nprint(r.stdout);\n");
+    write(
+        dir.path(),
+        "x.rhai",
+        "let r = exec(\"echo\", [\"hi\"]);\nprint(r.stdout);\n",
+    );
     let refused = ankus_in(dir.path(), &["run", "./x.rhai"]);
     assert_eq!(refused.code, 1);
-    assert!(refused.stderr.contains("exec of 'echo' is disabled"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("exec of 'echo' is disabled"),
+        "{}",
+        refused.stderr
+    );
     let allowed = ankus_in(dir.path(), &["run", "./x.rhai", "--allow-exec"]);
     assert_eq!(allowed.stdout, "hi\n", "{allowed:?}");
 }
@@ -288,7 +409,11 @@ fn binding_errors_are_catchable_with_kind_and_message() {
     assert_eq!(out.code, 0, "{out:?}");
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines[0], "invalid");
-    assert!(lines[1].starts_with("invalid JSON at line 1 column 2"), "{}", out.stdout);
+    assert!(
+        lines[1].starts_with("invalid JSON at line 1 column 2"),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
@@ -300,27 +425,52 @@ fn docs_document_every_registered_function() {
     let mut names = Vec::new();
     let mut undocumented = Vec::new();
     collect(&metadata, "", &mut names, &mut undocumented);
-    for expected in ["parallel", "step", "defer", "confirm", "json::parse", "fs::write_text", "arg", "sleep"] {
-        assert!(names.iter().any(|name| name == expected), "{expected} missing from docs");
+    for expected in [
+        "parallel",
+        "step",
+        "defer",
+        "confirm",
+        "json::parse",
+        "fs::write_text",
+        "arg",
+        "sleep",
+    ] {
+        assert!(
+            names.iter().any(|name| name == expected),
+            "{expected} missing from docs"
+        );
     }
-    assert!(undocumented.is_empty(), "functions without a doc comment: {undocumented:?}");
+    assert!(
+        undocumented.is_empty(),
+        "functions without a doc comment: {undocumented:?}"
+    );
 
     let markdown = ankus_in(dir.path(), &["docs"]);
     for name in &names {
         let short = name.rsplit("::").next().expect("name");
-        assert!(markdown.stdout.contains(short), "{name} missing from markdown docs");
+        assert!(
+            markdown.stdout.contains(short),
+            "{name} missing from markdown docs"
+        );
     }
     assert!(markdown.stdout.contains("```rhai"), "examples are shown");
 }
 
-fn collect(node: &serde_json::Value, prefix: &str, names: &mut Vec<String>, undocumented: &mut Vec<String>) {
+fn collect(
+    node: &serde_json::Value,
+    prefix: &str,
+    names: &mut Vec<String>,
+    undocumented: &mut Vec<String>,
+) {
     for function in node["functions"].as_array().into_iter().flatten() {
         let name = function["name"].as_str().expect("name");
         if name.contains('$') || function["access"] == "private" {
             continue;
         }
         let qualified = format!("{prefix}{name}");
-        let documented = function["docComments"].as_array().is_some_and(|docs| !docs.is_empty());
+        let documented = function["docComments"]
+            .as_array()
+            .is_some_and(|docs| !docs.is_empty());
         if !documented && !["to_string", "to_debug"].contains(&name) {
             undocumented.push(qualified.clone());
         }
@@ -335,8 +485,15 @@ fn collect(node: &serde_json::Value, prefix: &str, names: &mut Vec<String>, undo
 fn completions_and_version_work() {
     let dir = temp_dir();
     let version = ankus_in(dir.path(), &["--version"]);
-    assert_eq!(version.stdout, format!("ankus {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        version.stdout,
+        format!("ankus {}\n", env!("CARGO_PKG_VERSION"))
+    );
     let bash = ankus_in(dir.path(), &["completions", "bash"]);
     assert_eq!(bash.code, 0);
-    assert!(bash.stdout.contains("_ankus()"), "{}", &bash.stdout[..200.min(bash.stdout.len())]);
+    assert!(
+        bash.stdout.contains("_ankus()"),
+        "{}",
+        &bash.stdout[..200.min(bash.stdout.len())]
+    );
 }
