@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the code map and the invariants between these modules.
 
+pub mod backup;
 pub mod bindings;
 pub mod cli;
 pub mod fsutil;

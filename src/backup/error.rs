@@ -70,7 +70,9 @@ pub enum BackupError {
         at: At,
     },
     /// Records of different pachd versions in one stream.
-    #[error("{at} is an op{found} record in a dump of op{first} records (pachd cannot restore mixed versions)")]
+    #[error(
+        "{at} is an op{found} record in a dump of op{first} records (pachd cannot restore mixed versions)"
+    )]
     MixedVersions {
         /// Where.
         at: At,

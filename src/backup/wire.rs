@@ -217,7 +217,10 @@ pub fn fields(mut bytes: &[u8]) -> Result<Vec<Field<'_>>, String> {
 
 fn take<'a>(bytes: &mut &'a [u8], count: usize) -> Result<&'a [u8], String> {
     if bytes.len() < count {
-        return Err(format!("field value needs {count} bytes, {} left", bytes.len()));
+        return Err(format!(
+            "field value needs {count} bytes, {} left",
+            bytes.len()
+        ));
     }
     let (head, rest) = bytes.split_at(count);
     *bytes = rest;
@@ -243,7 +246,9 @@ pub fn classify(op_bytes: &[u8]) -> Result<(OpVersion, OpKind), ClassifyError> {
             )));
         }
         if found.is_some() {
-            return Err(ClassifyError::NotAnOp("more than one op version set".into()));
+            return Err(ClassifyError::NotAnOp(
+                "more than one op version set".into(),
+            ));
         }
         found = Some((version, field.value));
     }
@@ -321,15 +326,27 @@ mod tests {
         assert_eq!(classify(&op), Ok((OpVersion::V1_11, OpKind::Repo)));
         assert_eq!(inner_request(&op), Some(&b"\x0a\x04\x0a\x02ab"[..]));
         let empty = wrap(OpVersion::V1_13, OpKind::CheckAuthToken, b"");
-        assert_eq!(classify(&empty), Ok((OpVersion::V1_13, OpKind::CheckAuthToken)));
+        assert_eq!(
+            classify(&empty),
+            Ok((OpVersion::V1_13, OpKind::CheckAuthToken))
+        );
     }
 
     #[test]
     fn non_ops_are_rejected_with_a_reason() {
         assert_eq!(classify(b""), Err(ClassifyError::NoVersion));
-        assert!(matches!(classify(b"\x08\x01"), Err(ClassifyError::NotAnOp(_))));
-        assert!(matches!(classify(b"\xff\xff"), Err(ClassifyError::NotAnOp(_))));
+        assert!(matches!(
+            classify(b"\x08\x01"),
+            Err(ClassifyError::NotAnOp(_))
+        ));
+        assert!(matches!(
+            classify(b"\xff\xff"),
+            Err(ClassifyError::NotAnOp(_))
+        ));
         let job_in_1_7 = wrap(OpVersion::V1_7, OpKind::Job, b"");
-        assert!(matches!(classify(&job_in_1_7), Err(ClassifyError::NotAnOp(_))));
+        assert!(matches!(
+            classify(&job_in_1_7),
+            Err(ClassifyError::NotAnOp(_))
+        ));
     }
 }

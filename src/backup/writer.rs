@@ -129,6 +129,9 @@ mod tests {
         raw.extend_from_slice(b"abc");
         let mut reader = RecordReader::new(std::io::Cursor::new(raw)).expect("reader");
         let text = reader.next_record().expect_err("short").to_string();
-        assert_eq!(text, "dump is truncated: record 0 at byte offset 0 needs 7 more byte(s)");
+        assert_eq!(
+            text,
+            "dump is truncated: record 0 at byte offset 0 needs 7 more byte(s)"
+        );
     }
 }

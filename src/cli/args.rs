@@ -42,6 +42,12 @@ pub enum Command {
     Run(RunArgs),
     /// Explore clusters interactively.
     Repl(ReplArgs),
+    /// Inspect or verify a backup (a path, `-` for stdin, or an object-store URL).
+    Backup {
+        /// What to do.
+        #[command(subcommand)]
+        action: BackupAction,
+    },
     /// List, show or eject the bundled scripts.
     Scripts {
         /// What to do with them.
@@ -129,6 +135,21 @@ pub enum ScriptsAction {
     Eject {
         /// The directory (created if missing; existing files are never overwritten).
         dir: PathBuf,
+    },
+}
+
+/// `ankus backup ...`.
+#[derive(Debug, Subcommand)]
+pub enum BackupAction {
+    /// Print what a backup holds (repos, branch heads, pipelines, jobs, objects, auth).
+    Inspect {
+        /// A path, `-` for stdin, or an object-store URL.
+        source: String,
+    },
+    /// Decode every record and check framing, checksums, relations and the manifest.
+    Verify {
+        /// A path, `-` for stdin, or an object-store URL.
+        source: String,
     },
 }
 

@@ -2,6 +2,7 @@
 //! map outcomes to exit codes. Only this module and `repl/` write to stdout.
 
 pub mod args;
+pub mod backup;
 pub mod console;
 pub mod docs;
 pub mod repl;
@@ -39,6 +40,7 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> u8 {
     let outcome = match &cli.command {
         Command::Run(run_args) => run::execute(&cli, run_args, &console),
         Command::Repl(repl_args) => repl::execute(&cli, repl_args, &console),
+        Command::Backup { action } => backup::execute(action, &console),
         Command::Scripts { action } => scripts::execute(&cli, action, &console),
         Command::Docs { format } => docs::execute(*format, &console),
         Command::Completions { shell } => {

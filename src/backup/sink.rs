@@ -1,0 +1,168 @@
+//! Writing a dump: records go to a temporary name as they arrive; only `finish` makes the
+//! file appear under its name and writes the manifest beside it, so an interrupted extract
+//! never leaves anything that looks like a finished backup.
+
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::error::BackupError;
+use super::inventory::{Inventory, InventoryBuilder};
+use super::location::Location;
+use super::manifest::{Manifest, SourceInfo, manifest_path};
+use super::op::Op;
+use super::reader::{Format, Record};
+use super::writer::RecordWriter;
+use crate::fsutil::AtomicFile;
+
+/// What a finished backup holds and where it went.
+#[derive(Clone, Debug, Serialize)]
+pub struct SinkSummary {
+    /// Where the dump was written.
+    pub location: String,
+    /// The manifest's path, for file destinations.
+    pub manifest: Option<String>,
+    /// sha256 of the written bytes.
+    pub sha256: String,
+    /// Bytes written (compressed).
+    pub bytes: u64,
+    /// What the dump holds.
+    pub inventory: Inventory,
+}
+
+enum Target {
+    File(AtomicFile),
+}
+
+impl Write for Target {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Target::File(file) => file.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Target::File(file) => file.flush(),
+        }
+    }
+}
+
+/// A dump being written.
+pub struct DumpSink {
+    location: Location,
+    writer: RecordWriter<Target>,
+    inventory: InventoryBuilder,
+    source: SourceInfo,
+}
+
+impl DumpSink {
+    /// Starts writing a dump to `location`.
+    pub fn create(location: &Location, source: SourceInfo) -> Result<DumpSink, BackupError> {
+        let io_error = |source| BackupError::Io {
+            action: "create",
+            target: location.display(),
+            source,
+        };
+        let target = match location {
+            Location::File(path) => {
+                if let Some(parent) = path.parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(io_error)?;
+                }
+                Target::File(AtomicFile::create(path).map_err(io_error)?)
+            }
+            Location::Std | Location::Url(_) => {
+                return Err(io_error(std::io::Error::new(
+                    std::io::ErrorKind::Unsupported,
+                    "backups are written to files or object-store URLs",
+                )));
+            }
+        };
+        Ok(DumpSink {
+            location: location.clone(),
+            writer: RecordWriter::new(target),
+            inventory: InventoryBuilder::default(),
+            source,
+        })
+    }
+
+    /// Appends one serialized `admin.Op`, checking it is one.
+    pub fn write_op(&mut self, op_bytes: &[u8]) -> Result<(), BackupError> {
+        let record = Record {
+            index: self.writer.records(),
+            offset: self.writer.raw_bytes(),
+            bytes: op_bytes.to_vec(),
+        };
+        let op = Op::from_record(record)?;
+        self.inventory.add(&op)?;
+        self.writer
+            .write_record(op_bytes)
+            .map_err(|source| BackupError::Io {
+                action: "write",
+                target: self.location.display(),
+                source,
+            })
+    }
+
+    /// Records written so far.
+    pub fn records(&self) -> u64 {
+        self.writer.records()
+    }
+
+    /// Completes the dump: flush, sync, rename into place, then write the manifest.
+    pub fn finish(self) -> Result<SinkSummary, BackupError> {
+        let location = self.location.display();
+        let io_error = |action, source| BackupError::Io {
+            action,
+            target: location.clone(),
+            source,
+        };
+        let raw_bytes = self.writer.raw_bytes();
+        let (sha256, bytes, target) = self
+            .writer
+            .finish()
+            .map_err(|error| io_error("write", error))?;
+        let inventory = self.inventory.finish(Format::Snappy, raw_bytes);
+        let manifest = match (target, &self.location) {
+            (Target::File(file), Location::File(path)) => {
+                file.commit().map_err(|error| io_error("write", error))?;
+                let manifest = Manifest {
+                    manifest_version: 1,
+                    file: path
+                        .file_name()
+                        .map(|name| name.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    sha256: sha256.clone(),
+                    bytes,
+                    records: inventory.records,
+                    versions: inventory.versions.clone(),
+                    kinds: inventory.kinds.clone(),
+                    source: self.source,
+                    created_at: jiff::Timestamp::now().to_string(),
+                    ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
+                };
+                let manifest_file = manifest_path(path);
+                let text = serde_json::to_vec_pretty(&manifest)
+                    .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
+                crate::fsutil::write_atomic(&manifest_file, &text).map_err(|error| {
+                    BackupError::Io {
+                        action: "write",
+                        target: manifest_file.display().to_string(),
+                        source: error,
+                    }
+                })?;
+                Some(manifest_file.display().to_string())
+            }
+            _ => None,
+        };
+        Ok(SinkSummary {
+            location,
+            manifest,
+            sha256,
+            bytes,
+            inventory,
+        })
+    }
+}
