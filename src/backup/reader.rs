@@ -155,6 +155,15 @@ impl RecordReader {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => {
                     let at = self.at();
+                    let from_snappy = error
+                        .get_ref()
+                        .is_some_and(|inner| inner.downcast_ref::<snap::Error>().is_some());
+                    if from_snappy {
+                        return Err(BackupError::Corrupt {
+                            at,
+                            message: error.to_string(),
+                        });
+                    }
                     return Err(match error.kind() {
                         io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput => {
                             BackupError::Corrupt {

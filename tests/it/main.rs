@@ -1,5 +1,6 @@
 //! Integration tests, one binary: the CLI end to end, each client against the sandbox or a
 //! real peer.
 
+mod backup;
 mod host;
 mod support;
