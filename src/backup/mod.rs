@@ -2,6 +2,7 @@
 //! classifying and decoding ops of every pachd version 1.7–1.13, inventories, manifests,
 //! verification, and filtering/rewriting for scripts.
 
+pub mod edit;
 pub mod error;
 pub mod inventory;
 pub mod location;

@@ -124,6 +124,26 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The repo an op belongs to: repo, commit, branch and ACL ops name one; pipeline and job
+    /// ops belong to the pipeline's output repo; other ops to none (`""`).
+    pub fn repo(&self) -> String {
+        let Ok(request) = self.request() else {
+            return String::new();
+        };
+        match self.kind {
+            OpKind::Repo => string_at(&request, &["repo", "name"]),
+            OpKind::Commit => string_at(&request, &["parent", "repo", "name"])
+                .or_else(|| string_at(&request, &["branch", "repo", "name"])),
+            OpKind::Branch => Some(branch_of(&request).0),
+            OpKind::SetAcl => string_at(&request, &["repo"]),
+            OpKind::Pipeline | OpKind::Job => string_at(&request, &["pipeline", "name"]),
+            _ => None,
+        }
+        .unwrap_or_default()
+    }
+}
+
 /// The descriptor of `Op1_x.<kind>`'s message type.
 pub fn request_descriptor(version: OpVersion, kind: OpKind) -> Option<MessageDescriptor> {
     let op = crate::proto::pool().get_message_by_name(&version.message_name())?;
