@@ -2,3 +2,4 @@
 //! real peer.
 
 mod support;
+mod kube;
