@@ -107,9 +107,13 @@ fn kubectl_command(cluster: &Cluster, args: &[&str]) -> Command {
 fn kubectl_explore() {
     let cluster = Cluster::start();
     for args in [
-        vec!["-v=6", "get", "pods"],
-        vec!["get", "svc", "-o", "wide"],
-        vec!["describe", "svc", "pachd"],
+        vec!["get", "pods", "-w", "--request-timeout=2s"],
+        vec!["patch", "svc", "pachd", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/nope/1","value":1}]"#],
+        vec!["patch", "svc", "pachd", "--type=merge", "-p", r#"{"spec":{"ports":[{"port":650,"nodePort":99999}]}}"#],
+        vec!["get", "ns"],
+        vec!["describe", "ns", "old"],
+        vec!["get", "events"],
+        vec!["logs", "etcd-0"],
     ] {
         let out = cluster.kubectl(&args);
         eprintln!("$ kubectl {}\n{}\n{}", args.join(" "), out.stdout, out.stderr);

@@ -88,6 +88,9 @@ impl ApiError {
 
     /// A patch that could not be applied to the object.
     pub fn unprocessable_patch(resource: &ResourceType, name: &str, problem: &str) -> Self {
+        let mut body = details(resource, name);
+        body["kind"] = resource.kind.into();
+        body["causes"] = json!([{ "reason": "FieldValueInvalid", "message": problem, "field": "patch" }]);
         ApiError::new(
             422,
             "Invalid",
@@ -96,7 +99,7 @@ impl ApiError {
                  our request: {problem}",
                 resource.kind
             ),
-            details(resource, name),
+            body,
         )
     }
 
