@@ -268,6 +268,10 @@ impl KubeClient {
     /// Connects using a kubeconfig (explicit path, host preset, `KUBECONFIG`,
     /// `~/.kube/config`) or the in-cluster configuration, and checks the server answers.
     pub async fn connect(options: &ConnectOptions) -> Result<KubeClient, KubeError> {
+        // Both rustls backends end up in the dependency graph (object_store pulls aws-lc-rs),
+        // so rustls cannot pick one itself; ring is what kube and tonic are built with.
+        // Installing fails only when a provider is already installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let path = config::kubeconfig_path(
             options.kubeconfig.as_deref(),
             options.preset_kubeconfig.as_deref(),
