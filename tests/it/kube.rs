@@ -56,6 +56,13 @@ impl Cluster {
             "old",
         )
         .expect("kubeconfig");
+        // Port 9 (discard) is not served on loopback: a kubeconfig for an unreachable server.
+        kube_api::write_kubeconfig(
+            &dir.path().join("unreachable.yaml"),
+            &[KubeconfigContext { name: "gone".into(), server: "http://127.0.0.1:9".into(), namespace: "default".into() }],
+            "gone",
+        )
+        .expect("kubeconfig");
         Cluster { state, address, dir, kubeconfig, stop: Some(stop) }
     }
 
@@ -324,4 +331,267 @@ fn script_swaps_and_restores_every_pachd_node_port_leaving_the_service_as_it_was
     assert_eq!(saved["kind"], "v1/Service");
     assert!(saved["object"]["metadata"].get("resourceVersion").is_none());
     assert!(saved["object"].get("status").is_none());
+}
+
+fn connects(address: std::net::SocketAddr) -> bool {
+    std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).is_ok()
+}
+
+#[test]
+fn patching_the_node_port_moves_the_listener_and_forwards_to_the_backend() {
+    use std::io::{Read, Write};
+
+    let cluster = Cluster::start();
+    let handle = ankus::host::runtime::handle();
+    let node = kube_api::allocate_node_addr();
+    let state = cluster.state.clone();
+    let forwarder = handle.block_on(kube_api::NodePortForwarder::start(&state, "old", "pachd", node));
+    // A stand-in for the emulated pachd's gRPC port: answers "pachd" to whoever connects.
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").expect("backend");
+    forwarder.set_backend("api-grpc-port", backend.local_addr().expect("address"));
+    std::thread::spawn(move || {
+        for stream in backend.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.write_all(b"pachd");
+        }
+    });
+    let old_port = std::net::SocketAddr::from((node, 30650));
+    let blocked_port = std::net::SocketAddr::from((node, 30649));
+    let mut reply = String::new();
+    std::net::TcpStream::connect(old_port)
+        .expect("30650 accepts")
+        .read_to_string(&mut reply)
+        .expect("reads");
+    assert_eq!(reply, "pachd");
+    assert!(!connects(blocked_port));
+    assert!(connects(std::net::SocketAddr::from((node, 30600))), "ports without a backend still accept");
+
+    let swapped = cluster.kubectl(&["patch", "svc", "pachd", "-p", r#"{"spec":{"ports":[{"port":650,"nodePort":30649}]}}"#]);
+    assert_eq!(swapped.code, 0, "{}", swapped.stderr);
+    assert!(!connects(old_port), "30650 must refuse once the Service no longer declares it");
+    let mut reply = String::new();
+    std::net::TcpStream::connect(blocked_port)
+        .expect("30649 accepts")
+        .read_to_string(&mut reply)
+        .expect("reads");
+    assert_eq!(reply, "pachd");
+
+    let restored = cluster.kubectl(&["patch", "svc", "pachd", "-p", r#"{"spec":{"ports":[{"port":650,"nodePort":30650}]}}"#]);
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    assert!(connects(old_port));
+    assert!(!connects(blocked_port));
+    handle.block_on(forwarder.stop());
+    assert!(!connects(old_port));
+}
+
+#[derive(Default)]
+struct RecordingHooks {
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl kube_api::DeploymentHooks for RecordingHooks {
+    fn pachd_deployed(&self, namespace: &str, deployment: &serde_json::Value) {
+        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or("");
+        self.calls.lock().expect("lock").push(format!("deployed {namespace} {image}"));
+    }
+
+    fn pachd_stopped(&self, namespace: &str) {
+        self.calls.lock().expect("lock").push(format!("stopped {namespace}"));
+    }
+}
+
+#[test]
+fn applying_a_pachd_deployment_in_a_new_namespace_calls_the_deploy_hook() {
+    let cluster = Cluster::start();
+    let hooks = Arc::new(RecordingHooks::default());
+    cluster.state.add_hooks(hooks.clone());
+    let manifests = [
+        serde_json::json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "new" } }),
+        kube_api::seed::pachd_service("new"),
+        kube_api::seed::pachd_deployment("new", "1.12.5"),
+    ];
+    let text: Vec<String> = manifests.iter().map(|item| serde_yaml::to_string(item).expect("yaml")).collect();
+    let path = support::write(cluster.dir(), "new.yaml", &text.join("---\n"));
+    let applied = cluster.kubectl(&["apply", "-f", path.to_str().expect("utf-8")]);
+    assert_eq!(applied.code, 0, "{}", applied.stderr);
+    assert_eq!(*hooks.calls.lock().expect("lock"), vec!["deployed new pachyderm/pachd:1.12.5"]);
+    let pods = cluster.kubectl(&["get", "pods", "-n", "new", "-o", "name"]);
+    assert!(pods.stdout.starts_with("pod/pachd-"), "{}", pods.stdout);
+
+    let scaled = cluster.kubectl(&["scale", "deployment", "pachd", "-n", "new", "--replicas=0"]);
+    assert_eq!(scaled.code, 0, "{}", scaled.stderr);
+    let deleted = cluster.kubectl(&["delete", "deployment", "pachd", "-n", "old"]);
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    assert_eq!(
+        *hooks.calls.lock().expect("lock"),
+        vec!["deployed new pachyderm/pachd:1.12.5", "stopped new", "stopped old"]
+    );
+}
+
+#[test]
+fn pipeline_workers_follow_the_requested_count() {
+    let cluster = Cluster::start();
+    let handle = ankus::host::runtime::handle();
+    let worker_pods = |cluster: &Cluster| -> Vec<String> {
+        cluster.state.pod_names("old").into_iter().filter(|name| name.starts_with("pipeline-edges-v1-")).collect()
+    };
+    assert_eq!(worker_pods(&cluster).len(), 1);
+    let state = cluster.state.clone();
+    handle.block_on(state.set_pipeline_workers("old", "edges", 0, "ubuntu:18.04")).expect("stop");
+    assert!(worker_pods(&cluster).is_empty());
+    let state = cluster.state.clone();
+    handle.block_on(state.set_pipeline_workers("old", "edges", 1, "ubuntu:18.04")).expect("start");
+    assert_eq!(worker_pods(&cluster).len(), 1);
+}
+
+#[test]
+fn bindings_cover_every_verb() {
+    let cluster = Cluster::start();
+    let (outcome, document) = run_script(
+        &cluster,
+        r#"
+        let k = kube::connect(#{ context: "old" });
+        let r = #{};
+        r.context = kube::current_context();
+        r.contexts = kube::contexts();
+        r.namespaces = k.namespaces();
+        r.svc_port = k.get("svc", "pachd").spec.ports[1].nodePort;
+        r.deploy_kind = k.get("apps/v1/Deployment", "pachd").kind;
+        r.pachd_pods = k.list("pods", #{ labels: "app=pachd" }).len();
+        r.running = k.list("pods", #{ fields: "status.phase=Running" }).len();
+        r.merge = k.patch("configmap", k.create(#{ apiVersion: "v1", kind: "ConfigMap",
+            metadata: #{ name: "notes" }, data: #{ a: "1" } }).metadata.name,
+            #{ data: #{ b: "2" } }, "merge").data;
+        r.json = k.patch("configmap", "notes", [#{ op: "remove", path: "/data/a" }]).data;
+        r.applied = k.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\ndata:\n  x: y\n")[0].data;
+        r.scaled = k.scale("deployment", "dash", 0).spec.replicas;
+        r.dash_ready = k.wait("deployment", "dash", "ready", 10).status.observedGeneration;
+        r.deployment = k.deployment("pachd").to_map();
+        r.etcd = k.statefulset("etcd").ready;
+        let pod = k.pods("app=pachd")[0];
+        r.pod = `${pod.phase} ${pod.ready} ${pod.owner.split("/")[0]}`;
+        r.etcd_pod_owner = k.pod("etcd-0").owner;
+        r.namespace = k.namespace_info("old").phase;
+        r.log = k.logs("etcd-0").contains("etcd");
+        let seen = [];
+        r.watched = k.watch("pods", #{ labels: "app=etcd", timeout: 5 }, |e| { seen.push(e.type); false });
+        r.seen = seen;
+        k.delete("configmap", "notes");
+        r.deleted = k.wait("configmap", "notes", "deleted", 5) == ();
+        r
+        "#,
+        &[],
+    );
+    assert_eq!(outcome.code, 0, "{}\n{}", outcome.stdout, outcome.stderr);
+    let result = &document["result"];
+    assert_eq!(result["context"], "old");
+    assert_eq!(result["contexts"], serde_json::json!(["old", "new"]));
+    assert_eq!(result["namespaces"], serde_json::json!(["default", "kube-public", "kube-system", "old"]));
+    assert_eq!(result["svc_port"], 30650);
+    assert_eq!(result["deploy_kind"], "Deployment");
+    assert_eq!(result["pachd_pods"], 1);
+    assert_eq!(result["running"], 5);
+    assert_eq!(result["merge"], serde_json::json!({ "a": "1", "b": "2" }));
+    assert_eq!(result["json"], serde_json::json!({ "b": "2" }));
+    assert_eq!(result["applied"], serde_json::json!({ "x": "y" }));
+    assert_eq!(result["scaled"], 0);
+    assert_eq!(result["deployment"]["replicas"], 1);
+    assert_eq!(result["deployment"]["ready"], true);
+    assert_eq!(result["deployment"]["images"], serde_json::json!(["pachyderm/pachd:1.11.9"]));
+    assert_eq!(result["etcd"], true);
+    assert_eq!(result["pod"], "Running true ReplicaSet");
+    assert_eq!(result["etcd_pod_owner"], "StatefulSet/etcd");
+    assert_eq!(result["namespace"], "Active");
+    assert_eq!(result["log"], true);
+    assert_eq!(result["watched"], 1);
+    assert_eq!(result["seen"], serde_json::json!(["ADDED"]));
+    assert_eq!(result["deleted"], true);
+}
+
+#[test]
+fn dry_run_records_diffs_and_changes_nothing() {
+    let cluster = Cluster::start();
+    let before = service_json(&cluster);
+    let (outcome, document) = run_script(
+        &cluster,
+        r#"
+        let k = kube::connect(#{ context: "old" });
+        k.save("service", "pachd", "saved.json");
+        let after = k.swap_node_ports("pachd", #{ "30650": 30649 });
+        k.scale("deployment", "pachd", 0);
+        k.apply(#{ apiVersion: "v1", kind: "ConfigMap", metadata: #{ name: "c" }, data: #{ a: "1" } });
+        k.delete("statefulset", "etcd");
+        k.restore_saved("saved.json");
+        after.node_ports
+        "#,
+        &["--dry-run"],
+    );
+    assert_eq!(outcome.code, 0, "{}\n{}", outcome.stdout, outcome.stderr);
+    assert_eq!(document["result"], serde_json::json!([30600, 30649, 30651, 30652, 30654, 30999]));
+    let plan = document["plan"].as_array().expect("plan");
+    let actions: Vec<&str> = plan.iter().map(|entry| entry["action"].as_str().expect("action")).collect();
+    assert_eq!(actions, vec!["save", "patch", "scale", "apply", "delete", "restore_saved"]);
+    assert_eq!(
+        plan[1]["details"]["diff"],
+        serde_json::json!([{ "path": "/spec/ports/1/nodePort", "before": 30650, "after": 30649 }])
+    );
+    assert_eq!(plan[2]["details"]["replicas"], serde_json::json!([1, 0]));
+    assert_eq!(plan[3]["details"]["created"], true);
+    assert_eq!(plan[5]["details"]["diff"], serde_json::json!([]));
+    assert!(!cluster.dir().join("saved.json").exists());
+    assert_eq!(without_server_fields(service_json(&cluster)), without_server_fields(before));
+    let configmaps = cluster.kubectl(&["get", "configmap", "c"]);
+    assert_ne!(configmaps.code, 0);
+    let etcd = cluster.kubectl(&["get", "statefulset", "etcd", "-o", "name"]);
+    assert_eq!(etcd.stdout.trim(), "statefulset.apps/etcd");
+}
+
+#[test]
+fn bad_input_fails_with_the_servers_reason_and_the_object_named() {
+    let cluster = Cluster::start();
+    let (outcome, document) = run_script(
+        &cluster,
+        r#"
+        let k = kube::connect(#{ context: "old" });
+        let errors = #{};
+        let attempts = #{
+            unknown_kind: || k.get("widgets", "x"),
+            missing: || k.get("service", "nosuch"),
+            invalid_patch: || k.patch("service", "pachd", [#{ op: "replace", path: "/spec/nope/0", value: 1 }]),
+            invalid_value: || k.patch("service", "pachd", #{ spec: #{ ports: [#{ port: 650, nodePort: 99999 }] } }),
+            stale: || k.patch("service", "pachd", #{ metadata: #{ resourceVersion: "1" }, spec: #{ type: "NodePort" } }),
+            exists: || k.create(#{ apiVersion: "v1", kind: "Service", metadata: #{ name: "pachd" }, spec: #{} }),
+            no_context: || kube::connect(#{ context: "staging" }),
+            unreachable: || kube::connect(#{ kubeconfig: "unreachable.yaml" }),
+            bad_manifest: || k.apply("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ok1\n---\nkind: Nope\napiVersion: v1\nmetadata:\n  name: bad\n"),
+        };
+        for name in attempts.keys() {
+            try { attempts[name].call(); errors[name] = "no error"; }
+            catch (e) { errors[name] = `${e.kind}: ${e.message}`; }
+        }
+        errors.ok1_exists = k.list("configmaps", #{ fields: "metadata.name=ok1" }).len();
+        errors
+        "#,
+        &[],
+    );
+    assert_eq!(outcome.code, 0, "{}\n{}", outcome.stdout, outcome.stderr);
+    let errors = &document["result"];
+    let text = |key: &str| errors[key].as_str().unwrap_or_else(|| panic!("{key}: {errors}")).to_owned();
+    assert_eq!(text("unknown_kind"), "not_found: resolve kind 'widgets': the server has no such resource type");
+    assert_eq!(
+        text("missing"),
+        r#"not_found: get services/nosuch in namespace old: services "nosuch" not found (NotFound, HTTP 404)"#
+    );
+    assert!(text("invalid_patch").starts_with(r#"invalid: patch services/pachd in namespace old: Service "pachd" is invalid"#), "{}", text("invalid_patch"));
+    assert!(text("invalid_value").contains("spec.ports[1].nodePort: Invalid value: 99999"), "{}", text("invalid_value"));
+    assert!(text("stale").starts_with(r#"conflict: patch services/pachd in namespace old: Operation cannot be fulfilled on services "pachd": the object has been modified"#), "{}", text("stale"));
+    assert_eq!(
+        text("exists"),
+        r#"already_exists: create services/pachd in namespace old: services "pachd" already exists (AlreadyExists, HTTP 409)"#
+    );
+    assert!(text("no_context").starts_with("not_found: find context 'staging' in "), "{}", text("no_context"));
+    assert!(text("no_context").ends_with("(known contexts: old, new)"), "{}", text("no_context"));
+    assert!(text("unreachable").starts_with("unavailable: reach the Kubernetes API server http://127.0.0.1:9"), "{}", text("unreachable"));
+    assert!(text("bad_manifest").starts_with("not_found: resolve kind 'v1/Nope'"), "{}", text("bad_manifest"));
+    assert_eq!(errors["ok1_exists"], 0, "nothing of a failed manifest is applied");
 }
