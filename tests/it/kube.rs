@@ -595,3 +595,85 @@ fn bad_input_fails_with_the_servers_reason_and_the_object_named() {
     assert!(text("bad_manifest").starts_with("not_found: resolve kind 'v1/Nope'"), "{}", text("bad_manifest"));
     assert_eq!(errors["ok1_exists"], 0, "nothing of a failed manifest is applied");
 }
+
+/// Forwards TCP to the API server; before passing on the first PATCH it changes the object
+/// itself, so that PATCH carries a stale resourceVersion.
+async fn interfering_proxy(
+    server: std::net::SocketAddr,
+    state: Arc<KubeState>,
+    patches: Arc<std::sync::atomic::AtomicUsize>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let (state, patches) = (state.clone(), patches.clone());
+            tokio::spawn(async move {
+                let outbound = tokio::net::TcpStream::connect(server).await.expect("server");
+                let (mut in_read, mut in_write) = inbound.into_split();
+                let (mut out_read, mut out_write) = outbound.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
+                });
+                let mut buffer = vec![0u8; 65536];
+                loop {
+                    let Ok(read) = in_read.read(&mut buffer).await else { return };
+                    if read == 0 {
+                        return;
+                    }
+                    if buffer.starts_with(b"PATCH ")
+                        && patches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
+                    {
+                        let services = kube_api::resources::find("", "v1", "services").expect("served");
+                        let options = kube_api::state::WriteOptions { field_manager: "someone-else".into(), ..Default::default() };
+                        state
+                            .patch(services, "old", "pachd", kube_api::state::PatchKind::Merge,
+                                   br#"{"metadata":{"labels":{"touched":"concurrently"}}}"#, &options)
+                            .await
+                            .expect("interfering change");
+                    }
+                    if out_write.write_all(&buffer[..read]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    address
+}
+
+#[test]
+fn a_patch_that_meets_a_concurrent_change_is_retried_on_a_fresh_read() {
+    let cluster = Cluster::start();
+    let handle = ankus::host::runtime::handle();
+    let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let proxy = handle.block_on(interfering_proxy(cluster.address, cluster.state.clone(), patches.clone()));
+    let kubeconfig = cluster.dir().join("proxied.yaml");
+    kube_api::write_kubeconfig(
+        &kubeconfig,
+        &[KubeconfigContext { name: "old".into(), server: format!("http://{proxy}"), namespace: "old".into() }],
+        "old",
+    )
+    .expect("kubeconfig");
+    let options = ankus::kube::ConnectOptions { kubeconfig: Some(kubeconfig), ..Default::default() };
+    let change = handle
+        .block_on(async move {
+            let client = ankus::kube::KubeClient::connect(&options).await?;
+            client
+                .patch(
+                    "service",
+                    "pachd",
+                    None,
+                    ankus::kube::PatchType::Strategic,
+                    &serde_json::json!({ "spec": { "ports": [{ "port": 650, "nodePort": 30649 }] } }),
+                    false,
+                )
+                .await
+        })
+        .expect("the patch succeeds after a retry");
+    assert_eq!(patches.load(std::sync::atomic::Ordering::SeqCst), 2, "one 409, one retry");
+    assert_eq!(change.after["metadata"]["labels"]["touched"], "concurrently", "the concurrent change is kept");
+    assert_eq!(change.after["spec"]["ports"][1]["nodePort"], 30649);
+    assert_eq!(change.before.expect("before")["metadata"]["labels"]["touched"], "concurrently");
+}
