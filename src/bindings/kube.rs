@@ -36,8 +36,12 @@ impl CustomType for Kube {
     fn build(mut builder: TypeBuilder<Self>) {
         builder
             .with_name("Kube")
-            .with_get("context", |kube: &mut Self| kube.client.context().to_owned())
-            .with_get("namespace", |kube: &mut Self| kube.client.namespace().to_owned())
+            .with_get("context", |kube: &mut Self| {
+                kube.client.context().to_owned()
+            })
+            .with_get("namespace", |kube: &mut Self| {
+                kube.client.namespace().to_owned()
+            })
             .with_get("server", |kube: &mut Self| kube.client.server().to_owned())
             .with_fn("to_map", |kube: &mut Self| kube.summary())
             .with_fn("to_string", |kube: &mut Self| {
@@ -90,7 +94,13 @@ impl KubeObject {
         fields.insert("ports".into(), Dynamic::from_array(ports));
         fields.insert(
             "node_ports".into(),
-            Dynamic::from_array(service.node_ports().into_iter().map(Dynamic::from).collect()),
+            Dynamic::from_array(
+                service
+                    .node_ports()
+                    .into_iter()
+                    .map(Dynamic::from)
+                    .collect(),
+            ),
         );
         fields.insert(
             "resource_version".into(),
@@ -252,163 +262,190 @@ mod support {
     use crate::host::error::{BindingResult, script_error, script_fail};
     use crate::host::plan::PlanEntry;
     use crate::kind::Kind;
-    use crate::kube::{ConnectOptions, KubeClient, KubeError, ListOptions, PatchType, objects::diff};
-
-pub(super) fn fail(error: KubeError, position: Position) -> Box<rhai::EvalAltResult> {
-    script_error(error, position)
-}
-
-pub(super) fn option_text(options: &Map, key: &str) -> Option<String> {
-    options
-        .get(key)
-        .filter(|value| !value.is_unit())
-        .map(|value| value.to_string())
-}
-
-pub(super) fn connect_options(host: &HostCtx, options: &Map) -> ConnectOptions {
-    ConnectOptions {
-        context: option_text(options, "context"),
-        namespace: option_text(options, "namespace"),
-        kubeconfig: option_text(options, "kubeconfig").map(PathBuf::from),
-        preset_kubeconfig: host.options().kubeconfig.clone(),
-    }
-}
-
-pub(super) fn target(client: &KubeClient, kind: &str, name: &str) -> String {
-    format!("{kind}/{name} ({}/{})", client.context(), client.namespace())
-}
-
-pub(super) fn list_options(options: &Map) -> ListOptions {
-    ListOptions {
-        label_selector: option_text(options, "labels"),
-        field_selector: option_text(options, "fields"),
-        namespace: option_text(options, "namespace"),
-        all_namespaces: options
-            .get("all_namespaces")
-            .and_then(|value| value.as_bool().ok())
-            .unwrap_or(false),
-    }
-}
-
-pub(super) fn run_patch(
-    call: &NativeCallContext,
-    kube: &Kube,
-    kind: &str,
-    name: &str,
-    patch: Value,
-    patch_type: PatchType,
-) -> BindingResult<Dynamic> {
-    let host = HostCtx::of(call)?;
-    let position = call.call_position();
-    let dry_run = host.is_dry_run();
-    let (client, kind_owned, name_owned) =
-        (kube.client.clone(), kind.to_owned(), name.to_owned());
-    let patch_sent = patch.clone();
-    // In a dry run the server computes the result (dryRun=All), so the plan shows the
-    // real diff; otherwise the patch itself is what the plan would have shown.
-    let preview = if dry_run {
-        let client = client.clone();
-        let (kind, name, patch) = (kind_owned.clone(), name_owned.clone(), patch.clone());
-        Some(
-            host.block_on(
-                async move { client.patch(&kind, &name, None, patch_type, &patch, true).await },
-                position,
-            )?
-            .map_err(|error| fail(error, position))?,
-        )
-    } else {
-        None
+    use crate::kube::{
+        ConnectOptions, KubeClient, KubeError, ListOptions, PatchType, objects::diff,
     };
-    let details = match &preview {
-        Some(change) => json!({
-            "type": patch_type.as_str(),
-            "diff": diff(change.before.as_ref().unwrap_or(&Value::Null), &change.after),
-        }),
-        None => json!({ "type": patch_type.as_str(), "patch": patch_sent }),
-    };
-    let entry = PlanEntry::new("kube", "patch", target(&client, kind, name)).with_details(details);
-    if !host.may_change(entry) {
-        return Ok(preview.map(|change| from_json(&change.after)).unwrap_or(Dynamic::UNIT));
-    }
-    let change = host
-        .block_on(
-            async move {
-                client
-                    .patch(&kind_owned, &name_owned, None, patch_type, &patch, false)
-                    .await
-            },
-            position,
-        )?
-        .map_err(|error| fail(error, position))?;
-    Ok(from_json(&change.after))
-}
 
-pub(super) fn apply_objects(
-    call: &NativeCallContext,
-    kube: &Kube,
-    objects: Vec<Value>,
-) -> BindingResult<Array> {
-    let host = HostCtx::of(call)?;
-    let position = call.call_position();
-    let mut results = Array::new();
-    for object in objects {
-        let label = format!(
-            "{}/{}",
-            object["kind"].as_str().unwrap_or("?"),
-            object["metadata"]["name"].as_str().unwrap_or("?")
-        );
-        let client = kube.client.clone();
-        let preview_object = object.clone();
-        let preview = host
-            .block_on(
-                async move { client.apply(&preview_object, "ankus", true).await },
-                position,
-            )?
-            .map_err(|error| fail(error, position))?;
-        let details = json!({
-            "created": preview.before.is_none(),
-            "diff": diff(preview.before.as_ref().unwrap_or(&Value::Null), &preview.after),
-        });
-        let entry = PlanEntry::new(
-            "kube",
-            "apply",
-            format!("{label} ({}/{})", kube.client.context(), kube.client.namespace()),
-        )
-        .with_details(details);
-        if !host.may_change(entry) {
-            results.push(from_json(&preview.after));
-            continue;
+    pub(super) fn fail(error: KubeError, position: Position) -> Box<rhai::EvalAltResult> {
+        script_error(error, position)
+    }
+
+    pub(super) fn option_text(options: &Map, key: &str) -> Option<String> {
+        options
+            .get(key)
+            .filter(|value| !value.is_unit())
+            .map(|value| value.to_string())
+    }
+
+    pub(super) fn connect_options(host: &HostCtx, options: &Map) -> ConnectOptions {
+        ConnectOptions {
+            context: option_text(options, "context"),
+            namespace: option_text(options, "namespace"),
+            kubeconfig: option_text(options, "kubeconfig").map(PathBuf::from),
+            preset_kubeconfig: host.options().kubeconfig.clone(),
         }
-        let client = kube.client.clone();
-        let change = host
-            .block_on(async move { client.apply(&object, "ankus", false).await }, position)?
-            .map_err(|error| fail(error, position))?;
-        results.push(from_json(&change.after));
     }
-    Ok(results)
-}
 
-pub(super) fn typed(
-    call: &NativeCallContext,
-    kube: &Kube,
-    kind: &str,
-    name: &str,
-    wrap: fn(Value) -> KubeObject,
-) -> BindingResult<KubeObject> {
-    let host = HostCtx::of(call)?;
-    let (client, kind, name) = (kube.client.clone(), kind.to_owned(), name.to_owned());
-    let object = host
-        .block_on(async move { client.get(&kind, &name, None).await }, call.call_position())?
-        .map_err(|error| fail(error, call.call_position()))?;
-    Ok(wrap(object))
-}
+    pub(super) fn target(client: &KubeClient, kind: &str, name: &str) -> String {
+        format!(
+            "{kind}/{name} ({}/{})",
+            client.context(),
+            client.namespace()
+        )
+    }
 
-pub(super) fn checked_path(host: &HostCtx, path: &str, position: Position) -> BindingResult<PathBuf> {
-    host.options()
-        .fs_policy
-        .check(path)
-        .map_err(|message| script_fail(Kind::PermissionDenied, message, position))
-}
+    pub(super) fn list_options(options: &Map) -> ListOptions {
+        ListOptions {
+            label_selector: option_text(options, "labels"),
+            field_selector: option_text(options, "fields"),
+            namespace: option_text(options, "namespace"),
+            all_namespaces: options
+                .get("all_namespaces")
+                .and_then(|value| value.as_bool().ok())
+                .unwrap_or(false),
+        }
+    }
+
+    pub(super) fn run_patch(
+        call: &NativeCallContext,
+        kube: &Kube,
+        kind: &str,
+        name: &str,
+        patch: Value,
+        patch_type: PatchType,
+    ) -> BindingResult<Dynamic> {
+        let host = HostCtx::of(call)?;
+        let position = call.call_position();
+        let dry_run = host.is_dry_run();
+        let (client, kind_owned, name_owned) =
+            (kube.client.clone(), kind.to_owned(), name.to_owned());
+        let patch_sent = patch.clone();
+        // In a dry run the server computes the result (dryRun=All), so the plan shows the
+        // real diff; otherwise the patch itself is what the plan would have shown.
+        let preview = if dry_run {
+            let client = client.clone();
+            let (kind, name, patch) = (kind_owned.clone(), name_owned.clone(), patch.clone());
+            Some(
+                host.block_on(
+                    async move {
+                        client
+                            .patch(&kind, &name, None, patch_type, &patch, true)
+                            .await
+                    },
+                    position,
+                )?
+                .map_err(|error| fail(error, position))?,
+            )
+        } else {
+            None
+        };
+        let details = match &preview {
+            Some(change) => json!({
+                "type": patch_type.as_str(),
+                "diff": diff(change.before.as_ref().unwrap_or(&Value::Null), &change.after),
+            }),
+            None => json!({ "type": patch_type.as_str(), "patch": patch_sent }),
+        };
+        let entry =
+            PlanEntry::new("kube", "patch", target(&client, kind, name)).with_details(details);
+        if !host.may_change(entry) {
+            return Ok(preview
+                .map(|change| from_json(&change.after))
+                .unwrap_or(Dynamic::UNIT));
+        }
+        let change = host
+            .block_on(
+                async move {
+                    client
+                        .patch(&kind_owned, &name_owned, None, patch_type, &patch, false)
+                        .await
+                },
+                position,
+            )?
+            .map_err(|error| fail(error, position))?;
+        Ok(from_json(&change.after))
+    }
+
+    pub(super) fn apply_objects(
+        call: &NativeCallContext,
+        kube: &Kube,
+        objects: Vec<Value>,
+    ) -> BindingResult<Array> {
+        let host = HostCtx::of(call)?;
+        let position = call.call_position();
+        let mut results = Array::new();
+        for object in objects {
+            let label = format!(
+                "{}/{}",
+                object["kind"].as_str().unwrap_or("?"),
+                object["metadata"]["name"].as_str().unwrap_or("?")
+            );
+            let client = kube.client.clone();
+            let preview_object = object.clone();
+            let preview = host
+                .block_on(
+                    async move { client.apply(&preview_object, "ankus", true).await },
+                    position,
+                )?
+                .map_err(|error| fail(error, position))?;
+            let details = json!({
+                "created": preview.before.is_none(),
+                "diff": diff(preview.before.as_ref().unwrap_or(&Value::Null), &preview.after),
+            });
+            let entry = PlanEntry::new(
+                "kube",
+                "apply",
+                format!(
+                    "{label} ({}/{})",
+                    kube.client.context(),
+                    kube.client.namespace()
+                ),
+            )
+            .with_details(details);
+            if !host.may_change(entry) {
+                results.push(from_json(&preview.after));
+                continue;
+            }
+            let client = kube.client.clone();
+            let change = host
+                .block_on(
+                    async move { client.apply(&object, "ankus", false).await },
+                    position,
+                )?
+                .map_err(|error| fail(error, position))?;
+            results.push(from_json(&change.after));
+        }
+        Ok(results)
+    }
+
+    pub(super) fn typed(
+        call: &NativeCallContext,
+        kube: &Kube,
+        kind: &str,
+        name: &str,
+        wrap: fn(Value) -> KubeObject,
+    ) -> BindingResult<KubeObject> {
+        let host = HostCtx::of(call)?;
+        let (client, kind, name) = (kube.client.clone(), kind.to_owned(), name.to_owned());
+        let object = host
+            .block_on(
+                async move { client.get(&kind, &name, None).await },
+                call.call_position(),
+            )?
+            .map_err(|error| fail(error, call.call_position()))?;
+        Ok(wrap(object))
+    }
+
+    pub(super) fn checked_path(
+        host: &HostCtx,
+        path: &str,
+        position: Position,
+    ) -> BindingResult<PathBuf> {
+        host.options()
+            .fs_policy
+            .check(path)
+            .map_err(|message| script_fail(Kind::PermissionDenied, message, position))
+    }
 }
 
 /// Kubernetes: connect through a kubeconfig context, read and change any resource kind, typed
@@ -421,16 +458,17 @@ pub mod kube_api {
     use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
     use serde_json::{Value, json};
 
+    use super::support::{
+        apply_objects, checked_path, connect_options, fail, list_options, option_text, run_patch,
+        target, typed,
+    };
     use super::{Kube, KubeObject};
-    use super::support::{fail, option_text, connect_options, target, list_options, run_patch, apply_objects, typed, checked_path};
     use crate::host::context::HostCtx;
     use crate::host::convert::{from_json, to_json};
     use crate::host::error::{BindingResult, script_fail};
     use crate::host::plan::PlanEntry;
     use crate::kind::Kind;
-    use crate::kube::{
-        Condition, KubeClient, ListOptions, PatchType, SavedObject, objects::diff,
-    };
+    use crate::kube::{Condition, KubeClient, ListOptions, PatchType, SavedObject, objects::diff};
 
     /// Connects to a cluster. Options: `context` (default: the kubeconfig's current one),
     /// `namespace` (default: the context's, else `default`), `kubeconfig` (a path; default:
@@ -476,8 +514,8 @@ pub mod kube_api {
     pub fn current_context(call: NativeCallContext) -> BindingResult<String> {
         let host = HostCtx::of(&call)?;
         let options = connect_options(&host, &Map::new());
-        let (_, current) = KubeClient::contexts_of(&options)
-            .map_err(|error| fail(error, call.call_position()))?;
+        let (_, current) =
+            KubeClient::contexts_of(&options).map_err(|error| fail(error, call.call_position()))?;
         current.ok_or_else(|| {
             script_fail(
                 Kind::NotFound,
@@ -496,8 +534,8 @@ pub mod kube_api {
     pub fn contexts(call: NativeCallContext) -> BindingResult<Array> {
         let host = HostCtx::of(&call)?;
         let options = connect_options(&host, &Map::new());
-        let (contexts, _) = KubeClient::contexts_of(&options)
-            .map_err(|error| fail(error, call.call_position()))?;
+        let (contexts, _) =
+            KubeClient::contexts_of(&options).map_err(|error| fail(error, call.call_position()))?;
         Ok(contexts.into_iter().map(Dynamic::from).collect())
     }
 
@@ -524,7 +562,10 @@ pub mod kube_api {
         let host = HostCtx::of(&call)?;
         let client = kube.client.clone();
         let names = host
-            .block_on(async move { client.namespaces().await }, call.call_position())?
+            .block_on(
+                async move { client.namespaces().await },
+                call.call_position(),
+            )?
             .map_err(|error| fail(error, call.call_position()))?;
         Ok(names.into_iter().map(Dynamic::from).collect())
     }
@@ -627,8 +668,8 @@ pub mod kube_api {
         patch: Dynamic,
         patch_type: &str,
     ) -> BindingResult<Dynamic> {
-        let patch_type = PatchType::parse(patch_type)
-            .map_err(|error| fail(error, call.call_position()))?;
+        let patch_type =
+            PatchType::parse(patch_type).map_err(|error| fail(error, call.call_position()))?;
         let value = to_json(Some(&call), &patch);
         run_patch(&call, kube, kind, name, value, patch_type)
     }
@@ -653,7 +694,11 @@ pub mod kube_api {
     /// k.apply(fs::read_text("pachd.yaml"));
     /// ```
     #[rhai_fn(global, return_raw, name = "apply")]
-    pub fn apply_text(call: NativeCallContext, kube: &mut Kube, manifests: &str) -> BindingResult<Array> {
+    pub fn apply_text(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        manifests: &str,
+    ) -> BindingResult<Array> {
         let mut objects = Vec::new();
         for (index, document) in serde_yaml::Deserializer::from_str(manifests).enumerate() {
             let value = serde_yaml::Value::deserialize(document).map_err(|error| {
@@ -679,7 +724,10 @@ pub mod kube_api {
                 _ => {
                     return Err(script_fail(
                         Kind::Invalid,
-                        format!("failed to read manifest document {}: not an object", index + 1),
+                        format!(
+                            "failed to read manifest document {}: not an object",
+                            index + 1
+                        ),
                         call.call_position(),
                     ));
                 }
@@ -691,8 +739,11 @@ pub mod kube_api {
         for object in &objects {
             let client = kube.client.clone();
             let object = object.clone();
-            host.block_on(async move { client.apply(&object, "ankus", true).await }, call.call_position())?
-                .map_err(|error| fail(error, call.call_position()))?;
+            host.block_on(
+                async move { client.apply(&object, "ankus", true).await },
+                call.call_position(),
+            )?
+            .map_err(|error| fail(error, call.call_position()))?;
         }
         apply_objects(&call, kube, objects)
     }
@@ -712,7 +763,10 @@ pub mod kube_api {
         let client = kube.client.clone();
         let preview_value = value.clone();
         let preview = host
-            .block_on(async move { client.create(&preview_value, true).await }, position)?
+            .block_on(
+                async move { client.create(&preview_value, true).await },
+                position,
+            )?
             .map_err(|error| fail(error, position))?;
         let entry = PlanEntry::new(
             "kube",
@@ -763,7 +817,10 @@ pub mod kube_api {
         }
         let (client, kind, name) = (kube.client.clone(), kind.to_owned(), name.to_owned());
         let deleted = host
-            .block_on(async move { client.delete(&kind, &name, None, false).await }, position)?
+            .block_on(
+                async move { client.delete(&kind, &name, None, false).await },
+                position,
+            )?
             .map_err(|error| fail(error, position))?;
         Ok(from_json(&deleted))
     }
@@ -795,7 +852,11 @@ pub mod kube_api {
             (kube.client.clone(), kind.to_owned(), name.to_owned());
         let preview = host
             .block_on(
-                async move { client.scale(&kind_owned, &name_owned, None, replicas, true).await },
+                async move {
+                    client
+                        .scale(&kind_owned, &name_owned, None, replicas, true)
+                        .await
+                },
                 position,
             )?
             .map_err(|error| fail(error, position))?;
@@ -845,7 +906,9 @@ pub mod kube_api {
                 position,
             )?
             .map_err(|error| fail(error, position))?;
-        Ok(object.map(|object| from_json(&object)).unwrap_or(Dynamic::UNIT))
+        Ok(object
+            .map(|object| from_json(&object))
+            .unwrap_or(Dynamic::UNIT))
     }
 
     /// Watches a kind and calls `callback(event)` for each change, `event` being
@@ -902,7 +965,8 @@ pub mod kube_api {
             let mut event = Map::new();
             event.insert("type".into(), item.event_type.into());
             event.insert("object".into(), from_json(&item.object));
-            let keep_going = callback.call_within_context::<Dynamic>(&call, (Dynamic::from_map(event),))?;
+            let keep_going =
+                callback.call_within_context::<Dynamic>(&call, (Dynamic::from_map(event),))?;
             if keep_going.as_bool().is_ok_and(|flag| !flag) {
                 break;
             }
@@ -952,7 +1016,11 @@ pub mod kube_api {
     /// print(svc.node_ports);
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
-    pub fn service(call: NativeCallContext, kube: &mut Kube, name: &str) -> BindingResult<KubeObject> {
+    pub fn service(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        name: &str,
+    ) -> BindingResult<KubeObject> {
         typed(&call, kube, "services", name, KubeObject::service)
     }
 
@@ -963,7 +1031,11 @@ pub mod kube_api {
     /// if d.ready { print("up"); }
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
-    pub fn deployment(call: NativeCallContext, kube: &mut Kube, name: &str) -> BindingResult<KubeObject> {
+    pub fn deployment(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        name: &str,
+    ) -> BindingResult<KubeObject> {
         typed(&call, kube, "deployments.apps", name, KubeObject::workload)
     }
 
@@ -973,7 +1045,11 @@ pub mod kube_api {
     /// let etcd = k.statefulset("etcd");
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
-    pub fn statefulset(call: NativeCallContext, kube: &mut Kube, name: &str) -> BindingResult<KubeObject> {
+    pub fn statefulset(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        name: &str,
+    ) -> BindingResult<KubeObject> {
         typed(&call, kube, "statefulsets.apps", name, KubeObject::workload)
     }
 
@@ -1001,7 +1077,10 @@ pub mod kube_api {
             ..ListOptions::default()
         };
         let items = host
-            .block_on(async move { client.list("pods", &options).await }, call.call_position())?
+            .block_on(
+                async move { client.list("pods", &options).await },
+                call.call_position(),
+            )?
             .map_err(|error| fail(error, call.call_position()))?;
         Ok(items
             .into_iter()
@@ -1015,7 +1094,11 @@ pub mod kube_api {
     /// print(k.namespace_info("old").phase);
     /// ```
     #[rhai_fn(global, return_raw, volatile)]
-    pub fn namespace_info(call: NativeCallContext, kube: &mut Kube, name: &str) -> BindingResult<KubeObject> {
+    pub fn namespace_info(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        name: &str,
+    ) -> BindingResult<KubeObject> {
         typed(&call, kube, "namespaces", name, KubeObject::namespace)
     }
 
@@ -1038,18 +1121,32 @@ pub mod kube_api {
         let mut wanted = Vec::new();
         for (from, to) in &mapping {
             let from = from.parse::<i64>().map_err(|_| {
-                script_fail(Kind::Invalid, format!("node port '{from}' is not a number"), position)
+                script_fail(
+                    Kind::Invalid,
+                    format!("node port '{from}' is not a number"),
+                    position,
+                )
             })?;
             let to = to.as_int().map_err(|_| {
-                script_fail(Kind::Invalid, format!("new node port for {from} is not a number"), position)
+                script_fail(
+                    Kind::Invalid,
+                    format!("new node port for {from} is not a number"),
+                    position,
+                )
             })?;
             wanted.push((from, to));
         }
         let (client, name) = (kube.client.clone(), service.to_owned());
         let current = host
-            .block_on(async move { client.get("services", &name, None).await }, position)?
+            .block_on(
+                async move { client.get("services", &name, None).await },
+                position,
+            )?
             .map_err(|error| fail(error, position))?;
-        let ports = current["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let ports = current["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let mut operations = Vec::new();
         for (from, to) in &wanted {
             let index = ports
@@ -1066,7 +1163,14 @@ pub mod kube_api {
             operations.push(json!({ "op": "test", "path": format!("/spec/ports/{index}/nodePort"), "value": from }));
             operations.push(json!({ "op": "replace", "path": format!("/spec/ports/{index}/nodePort"), "value": to }));
         }
-        let after = run_patch(&call, kube, "services", service, Value::Array(operations), PatchType::Json)?;
+        let after = run_patch(
+            &call,
+            kube,
+            "services",
+            service,
+            Value::Array(operations),
+            PatchType::Json,
+        )?;
         let raw = to_json(Some(&call), &after);
         if raw.is_null() {
             return Ok(KubeObject::service(current));
@@ -1103,7 +1207,10 @@ pub mod kube_api {
         summary.insert("kind".into(), saved.kind.clone().into());
         summary.insert("name".into(), saved.name.clone().into());
         summary.insert("namespace".into(), saved.namespace.clone().into());
-        summary.insert("resource_version".into(), saved.resource_version.clone().into());
+        summary.insert(
+            "resource_version".into(),
+            saved.resource_version.clone().into(),
+        );
         summary.insert("path".into(), resolved.display().to_string().into());
         let entry = PlanEntry::new("kube", "save", target(&kube.client, kind, name))
             .with_details(json!({ "path": resolved.display().to_string() }));
@@ -1126,7 +1233,11 @@ pub mod kube_api {
     /// k.restore_saved("pachd-service.json");
     /// ```
     #[rhai_fn(global, return_raw)]
-    pub fn restore_saved(call: NativeCallContext, kube: &mut Kube, path: &str) -> BindingResult<Dynamic> {
+    pub fn restore_saved(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        path: &str,
+    ) -> BindingResult<Dynamic> {
         let host = HostCtx::of(&call)?;
         let position = call.call_position();
         let resolved = checked_path(&host, path, position)?;
@@ -1143,7 +1254,10 @@ pub mod kube_api {
         let client = kube.client.clone();
         let preview_saved = saved.clone();
         let preview = host
-            .block_on(async move { client.restore(&preview_saved, true).await }, position)?
+            .block_on(
+                async move { client.restore(&preview_saved, true).await },
+                position,
+            )?
             .map_err(|error| fail(error, position))?;
         let entry = PlanEntry::new(
             "kube",
@@ -1167,7 +1281,7 @@ pub mod kube_api {
     /// The connection as a map: `context`, `namespace`, `server`.
     ///
     /// ```rhai
-    /// print(k.to_map());
+    /// print(k.info());
     /// ```
     #[rhai_fn(global, name = "info")]
     pub fn info(kube: &mut Kube) -> Map {

@@ -279,16 +279,18 @@ impl KubeClient {
         let (mut client_config, context, context_namespace) = match &path {
             Some(path) => {
                 let kubeconfig = config::read(path)?;
-                let context = match &options.context {
-                    Some(context) => context.clone(),
-                    None => kubeconfig.current_context.clone().ok_or_else(|| {
-                        KubeError::Config {
+                let context =
+                    match &options.context {
+                        Some(context) => context.clone(),
+                        None => kubeconfig.current_context.clone().ok_or_else(|| {
+                            KubeError::Config {
                             path: path.display().to_string(),
-                            message: "it sets no current-context; name one with #{ context: \"...\" }"
-                                .to_owned(),
+                            message:
+                                "it sets no current-context; name one with #{ context: \"...\" }"
+                                    .to_owned(),
                         }
-                    })?,
-                };
+                        })?,
+                    };
                 let known = config::contexts(&kubeconfig);
                 if !known.contains(&context) {
                     return Err(KubeError::NoContext {
@@ -302,20 +304,21 @@ impl KubeClient {
                     context: Some(context.clone()),
                     ..Default::default()
                 };
-                let client_config =
-                    kube::Config::from_custom_kubeconfig(kubeconfig, &kube_options)
-                        .await
-                        .map_err(|error| KubeError::Config {
-                            path: path.display().to_string(),
-                            message: crate::kind::chain_text(&error),
-                        })?;
+                let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube_options)
+                    .await
+                    .map_err(|error| KubeError::Config {
+                        path: path.display().to_string(),
+                        message: crate::kind::chain_text(&error),
+                    })?;
                 (client_config, context, namespace)
             }
             None => {
-                let client_config = kube::Config::incluster().map_err(|error| KubeError::Config {
-                    path: "(none: no KUBECONFIG, no ~/.kube/config, not in a cluster)".to_owned(),
-                    message: crate::kind::chain_text(&error),
-                })?;
+                let client_config =
+                    kube::Config::incluster().map_err(|error| KubeError::Config {
+                        path: "(none: no KUBECONFIG, no ~/.kube/config, not in a cluster)"
+                            .to_owned(),
+                        message: crate::kind::chain_text(&error),
+                    })?;
                 let namespace = client_config.default_namespace.clone();
                 (client_config, "in-cluster".to_owned(), Some(namespace))
             }
@@ -439,17 +442,16 @@ impl KubeClient {
     /// Finds a resource type by kind, plural, singular or short name (`svc`), by
     /// `plural.group` (`deployments.apps`), or by `apiVersion/Kind` (`apps/v1/Deployment`).
     pub async fn resolve(&self, kind: &str) -> Result<ResourceInfo, KubeError> {
-        let resources = self
-            .resources
-            .get_or_try_init(|| self.discover())
-            .await?;
+        let resources = self.resources.get_or_try_init(|| self.discover()).await?;
         let unknown = || KubeError::UnknownKind {
             kind: kind.to_owned(),
         };
         if let Some((api_version, kind_name)) = kind.rsplit_once('/') {
             return resources
                 .iter()
-                .find(|resource| resource.api_version() == api_version && resource.kind == kind_name)
+                .find(|resource| {
+                    resource.api_version() == api_version && resource.kind == kind_name
+                })
                 .cloned()
                 .ok_or_else(unknown);
         }
@@ -462,7 +464,7 @@ impl KubeClient {
             (resource.kind.to_ascii_lowercase() == name
                 || resource.plural == name
                 || resource.singular == name
-                || resource.short_names.iter().any(|short| *short == name))
+                || resource.short_names.contains(&name))
                 && group.as_ref().is_none_or(|group| resource.group == *group)
         };
         // The core group wins ties, as kubectl's preference order does for `events`.
@@ -673,7 +675,8 @@ impl KubeClient {
         for _ in 0..CONFLICT_ATTEMPTS {
             let before = self.get_resolved(&resource, name, namespace).await?;
             let mut body = object.clone();
-            body["metadata"]["resourceVersion"] = resource_version(&before).unwrap_or_default().into();
+            body["metadata"]["resourceVersion"] =
+                resource_version(&before).unwrap_or_default().into();
             let mut query = vec![("fieldManager", "ankus".to_owned())];
             if dry_run {
                 query.push(("dryRun", "All".to_owned()));
@@ -797,7 +800,9 @@ impl KubeClient {
             &resource.object_path(namespace, name),
             &[],
             Some("application/json"),
-            json!({ "propagationPolicy": "Background" }).to_string().into_bytes(),
+            json!({ "propagationPolicy": "Background" })
+                .to_string()
+                .into_bytes(),
         )?;
         self.call(
             &format!("delete {}", Self::describe(&resource, name, namespace)),
@@ -1002,7 +1007,9 @@ impl KubeClient {
     }
 
     /// The contexts of the kubeconfig this client would read.
-    pub fn contexts_of(options: &ConnectOptions) -> Result<(Vec<String>, Option<String>), KubeError> {
+    pub fn contexts_of(
+        options: &ConnectOptions,
+    ) -> Result<(Vec<String>, Option<String>), KubeError> {
         let path = config::kubeconfig_path(
             options.kubeconfig.as_deref(),
             options.preset_kubeconfig.as_deref(),
@@ -1012,7 +1019,10 @@ impl KubeClient {
             message: "no kubeconfig found (KUBECONFIG, ~/.kube/config)".to_owned(),
         })?;
         let kubeconfig = config::read(&path)?;
-        Ok((config::contexts(&kubeconfig), kubeconfig.current_context.clone()))
+        Ok((
+            config::contexts(&kubeconfig),
+            kubeconfig.current_context.clone(),
+        ))
     }
 }
 

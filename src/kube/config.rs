@@ -13,10 +13,10 @@ pub fn kubeconfig_path(explicit: Option<&Path>, preset: Option<&Path>) -> Option
     if let Some(path) = explicit.or(preset) {
         return Some(path.to_path_buf());
     }
-    if let Some(paths) = std::env::var_os("KUBECONFIG") {
-        if let Some(found) = std::env::split_paths(&paths).find(|path| path.is_file()) {
-            return Some(found);
-        }
+    if let Some(paths) = std::env::var_os("KUBECONFIG")
+        && let Some(found) = std::env::split_paths(&paths).find(|path| path.is_file())
+    {
+        return Some(found);
     }
     let home = dirs::home_dir()?.join(".kube").join("config");
     home.is_file().then_some(home)

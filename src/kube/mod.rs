@@ -8,7 +8,9 @@ pub mod error;
 pub mod objects;
 pub mod saved;
 
-pub use client::{Change, ConnectOptions, KubeClient, ListOptions, PatchType, ResourceInfo, WatchItem};
+pub use client::{
+    Change, ConnectOptions, KubeClient, ListOptions, PatchType, ResourceInfo, WatchItem,
+};
 pub use error::KubeError;
 pub use objects::{Condition, Namespace, Pod, Service, ServicePort, Workload};
 pub use saved::SavedObject;

@@ -65,7 +65,10 @@ impl Service {
         Service {
             name: text(&object["metadata"]["name"]),
             namespace: text(&object["metadata"]["namespace"]),
-            service_type: object["spec"]["type"].as_str().unwrap_or("ClusterIP").to_owned(),
+            service_type: object["spec"]["type"]
+                .as_str()
+                .unwrap_or("ClusterIP")
+                .to_owned(),
             cluster_ip: text(&object["spec"]["clusterIP"]),
             ports,
             resource_version: text(&object["metadata"]["resourceVersion"]),
@@ -74,7 +77,10 @@ impl Service {
 
     /// The nodePorts in declaration order.
     pub fn node_ports(&self) -> Vec<i64> {
-        self.ports.iter().filter_map(|port| port.node_port).collect()
+        self.ports
+            .iter()
+            .filter_map(|port| port.node_port)
+            .collect()
     }
 }
 
@@ -164,7 +170,10 @@ impl Pod {
         Pod {
             name: text(&object["metadata"]["name"]),
             namespace: text(&object["metadata"]["namespace"]),
-            phase: object["status"]["phase"].as_str().unwrap_or("Pending").to_owned(),
+            phase: object["status"]["phase"]
+                .as_str()
+                .unwrap_or("Pending")
+                .to_owned(),
             ready,
             owner,
             restarts: object["status"]["containerStatuses"]
@@ -175,7 +184,10 @@ impl Pod {
                 .sum(),
             ip: text(&object["status"]["podIP"]),
             node: text(&object["spec"]["nodeName"]),
-            labels: object["metadata"]["labels"].as_object().cloned().unwrap_or_default(),
+            labels: object["metadata"]["labels"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         }
     }
 }
@@ -194,7 +206,10 @@ impl Namespace {
     pub fn from_json(object: &Value) -> Namespace {
         Namespace {
             name: text(&object["metadata"]["name"]),
-            phase: object["status"]["phase"].as_str().unwrap_or("Active").to_owned(),
+            phase: object["status"]["phase"]
+                .as_str()
+                .unwrap_or("Active")
+                .to_owned(),
         }
     }
 }
@@ -229,9 +244,7 @@ impl Condition {
             "deleted" | "delete" | "gone" => Condition::Deleted,
             "ready" => Condition::Ready,
             lower if lower.starts_with("phase=") => Condition::Phase(trimmed[6..].to_owned()),
-            lower if lower.starts_with("condition=") => {
-                Condition::Named(trimmed[10..].to_owned())
-            }
+            lower if lower.starts_with("condition=") => Condition::Named(trimmed[10..].to_owned()),
             _ => Condition::Named(trimmed.to_owned()),
         })
     }
@@ -254,7 +267,9 @@ impl Condition {
                 .into_iter()
                 .flatten()
                 .any(|condition| {
-                    condition["type"].as_str().is_some_and(|kind| kind.eq_ignore_ascii_case(name))
+                    condition["type"]
+                        .as_str()
+                        .is_some_and(|kind| kind.eq_ignore_ascii_case(name))
                         && condition["status"] == "True"
                 }),
             (Condition::Phase(phase), Some(object)) => object["status"]["phase"] == phase.as_str(),
@@ -367,9 +382,17 @@ mod tests {
         let pod = json!({"kind": "Pod", "status": {"phase": "Running",
                          "conditions": [{"type": "Ready", "status": "True"}]}});
         assert!(Condition::parse("ready").expect("parses").holds(Some(&pod)));
-        assert!(Condition::parse("phase=Running").expect("parses").holds(Some(&pod)));
+        assert!(
+            Condition::parse("phase=Running")
+                .expect("parses")
+                .holds(Some(&pod))
+        );
         assert!(Condition::parse("Ready").expect("parses").holds(Some(&pod)));
-        assert!(!Condition::parse("deleted").expect("parses").holds(Some(&pod)));
+        assert!(
+            !Condition::parse("deleted")
+                .expect("parses")
+                .holds(Some(&pod))
+        );
         assert!(Condition::parse("deleted").expect("parses").holds(None));
         assert!(Condition::parse(" ").is_err());
     }

@@ -62,7 +62,10 @@ impl SavedObject {
         Ok(SavedObject {
             kind: format!("{api_version}/{kind}"),
             name: name.to_owned(),
-            namespace: object["metadata"]["namespace"].as_str().unwrap_or("").to_owned(),
+            namespace: object["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
             resource_version: value["resourceVersion"]
                 .as_str()
                 .or_else(|| object["metadata"]["resourceVersion"].as_str())

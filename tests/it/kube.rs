@@ -50,8 +50,16 @@ impl Cluster {
         kube_api::write_kubeconfig(
             &kubeconfig,
             &[
-                KubeconfigContext { name: "old".into(), server: server.clone(), namespace: "old".into() },
-                KubeconfigContext { name: "new".into(), server, namespace: "new".into() },
+                KubeconfigContext {
+                    name: "old".into(),
+                    server: server.clone(),
+                    namespace: "old".into(),
+                },
+                KubeconfigContext {
+                    name: "new".into(),
+                    server,
+                    namespace: "new".into(),
+                },
             ],
             "old",
         )
@@ -59,11 +67,21 @@ impl Cluster {
         // Port 9 (discard) is not served on loopback: a kubeconfig for an unreachable server.
         kube_api::write_kubeconfig(
             &dir.path().join("unreachable.yaml"),
-            &[KubeconfigContext { name: "gone".into(), server: "http://127.0.0.1:9".into(), namespace: "default".into() }],
+            &[KubeconfigContext {
+                name: "gone".into(),
+                server: "http://127.0.0.1:9".into(),
+                namespace: "default".into(),
+            }],
             "gone",
         )
         .expect("kubeconfig");
-        Cluster { state, address, dir, kubeconfig, stop: Some(stop) }
+        Cluster {
+            state,
+            address,
+            dir,
+            kubeconfig,
+            stop: Some(stop),
+        }
     }
 
     fn dir(&self) -> &Path {
@@ -72,7 +90,10 @@ impl Cluster {
 
     /// Runs the real kubectl against this cluster.
     fn kubectl(&self, args: &[&str]) -> Outcome {
-        kubectl_command(self, args).output().expect("kubectl runs").into()
+        kubectl_command(self, args)
+            .output()
+            .expect("kubectl runs")
+            .into()
     }
 }
 
@@ -129,7 +150,10 @@ fn run_script(cluster: &Cluster, script: &str, extra: &[&str]) -> (Outcome, serd
         .expect("ankus runs")
         .into();
     let document = serde_json::from_str(&outcome.stdout).unwrap_or_else(|error| {
-        panic!("ankus printed no JSON ({error}):\n{}\n{}", outcome.stdout, outcome.stderr)
+        panic!(
+            "ankus printed no JSON ({error}):\n{}\n{}",
+            outcome.stdout, outcome.stderr
+        )
     });
     (outcome, document)
 }
@@ -166,11 +190,15 @@ fn kubectl_reads_pods_services_and_deployments() {
     let header = pods.stdout.lines().next().expect("header");
     assert!(header.starts_with("NAME") && header.contains("READY") && header.contains("STATUS"));
     assert!(pods.stdout.contains("etcd-0 "), "{}", pods.stdout);
-    assert!(pods.stdout.contains("pipeline-edges-v1-"), "{}", pods.stdout);
     assert!(
+        pods.stdout.contains("pipeline-edges-v1-"),
+        "{}",
         pods.stdout
-            .lines()
-            .any(|line| line.starts_with("pachd-") && line.contains("1/1") && line.contains("Running")),
+    );
+    assert!(
+        pods.stdout.lines().any(|line| line.starts_with("pachd-")
+            && line.contains("1/1")
+            && line.contains("Running")),
         "{}",
         pods.stdout
     );
@@ -186,52 +214,144 @@ fn kubectl_reads_pods_services_and_deployments() {
     );
 
     let deployments = cluster.kubectl(&["get", "deployments"]);
-    assert!(deployments.stdout.lines().any(|line| line.starts_with("pachd ") && line.contains("1/1")));
+    assert!(
+        deployments
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("pachd ") && line.contains("1/1"))
+    );
 
     let described = cluster.kubectl(&["describe", "svc", "pachd"]);
     assert_eq!(described.code, 0, "{}", described.stderr);
-    assert!(described.stdout.contains("NodePort:                 api-grpc-port  30650/TCP"), "{}", described.stdout);
+    assert!(
+        described
+            .stdout
+            .contains("NodePort:                 api-grpc-port  30650/TCP"),
+        "{}",
+        described.stdout
+    );
     let described = cluster.kubectl(&["describe", "deployment", "pachd"]);
     assert_eq!(described.code, 0, "{}", described.stderr);
-    assert!(described.stdout.contains("Image:       pachyderm/pachd:1.11.9"), "{}", described.stdout);
-    assert!(described.stdout.contains("NewReplicaSet:   pachd-"), "{}", described.stdout);
+    assert!(
+        described
+            .stdout
+            .contains("Image:       pachyderm/pachd:1.11.9"),
+        "{}",
+        described.stdout
+    );
+    assert!(
+        described.stdout.contains("NewReplicaSet:   pachd-"),
+        "{}",
+        described.stdout
+    );
     let described = cluster.kubectl(&["describe", "pod", "etcd-0"]);
     assert_eq!(described.code, 0, "{}", described.stderr);
-    assert!(described.stdout.contains("Controlled By:  StatefulSet/etcd"), "{}", described.stdout);
-    assert!(described.stdout.contains("Scheduled"), "{}", described.stdout);
+    assert!(
+        described
+            .stdout
+            .contains("Controlled By:  StatefulSet/etcd"),
+        "{}",
+        described.stdout
+    );
+    assert!(
+        described.stdout.contains("Scheduled"),
+        "{}",
+        described.stdout
+    );
 
     let service = service_json(&cluster);
     assert_eq!(service["kind"], "Service");
     assert_eq!(service["spec"]["type"], "NodePort");
-    assert_eq!(node_ports(&service), vec![30600, 30650, 30651, 30652, 30654, 30999]);
+    assert_eq!(
+        node_ports(&service),
+        vec![30600, 30650, 30651, 30652, 30654, 30999]
+    );
 
     let missing = cluster.kubectl(&["get", "pod", "nosuch"]);
     assert_ne!(missing.code, 0);
-    assert!(missing.stderr.contains(r#"Error from server (NotFound): pods "nosuch" not found"#), "{}", missing.stderr);
+    assert!(
+        missing
+            .stderr
+            .contains(r#"Error from server (NotFound): pods "nosuch" not found"#),
+        "{}",
+        missing.stderr
+    );
 }
 
 #[test]
 fn kubectl_patches_with_all_three_patch_types() {
     let cluster = Cluster::start();
-    let strategic = cluster.kubectl(&["patch", "svc", "pachd", "-p", r#"{"spec":{"ports":[{"port":650,"nodePort":30649}]}}"#]);
+    let strategic = cluster.kubectl(&[
+        "patch",
+        "svc",
+        "pachd",
+        "-p",
+        r#"{"spec":{"ports":[{"port":650,"nodePort":30649}]}}"#,
+    ]);
     assert_eq!(strategic.code, 0, "{}", strategic.stderr);
     assert_eq!(strategic.stdout.trim(), "service/pachd patched");
-    assert_eq!(node_ports(&service_json(&cluster)), vec![30600, 30649, 30651, 30652, 30654, 30999]);
+    assert_eq!(
+        node_ports(&service_json(&cluster)),
+        vec![30600, 30649, 30651, 30652, 30654, 30999]
+    );
 
-    let merge = cluster.kubectl(&["patch", "svc", "pachd", "--type=merge", "-p", r#"{"metadata":{"labels":{"blocked":"yes"}}}"#]);
+    let merge = cluster.kubectl(&[
+        "patch",
+        "svc",
+        "pachd",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"blocked":"yes"}}}"#,
+    ]);
     assert_eq!(merge.code, 0, "{}", merge.stderr);
-    assert_eq!(service_json(&cluster)["metadata"]["labels"]["blocked"], "yes");
+    assert_eq!(
+        service_json(&cluster)["metadata"]["labels"]["blocked"],
+        "yes"
+    );
 
-    let json_patch = cluster.kubectl(&["patch", "svc", "pachd", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/ports/1/nodePort","value":30650}]"#]);
+    let json_patch = cluster.kubectl(&[
+        "patch",
+        "svc",
+        "pachd",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/ports/1/nodePort","value":30650}]"#,
+    ]);
     assert_eq!(json_patch.code, 0, "{}", json_patch.stderr);
-    assert_eq!(node_ports(&service_json(&cluster)), vec![30600, 30650, 30651, 30652, 30654, 30999]);
+    assert_eq!(
+        node_ports(&service_json(&cluster)),
+        vec![30600, 30650, 30651, 30652, 30654, 30999]
+    );
 
-    let bad = cluster.kubectl(&["patch", "svc", "pachd", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/nope/1","value":1}]"#]);
+    let bad = cluster.kubectl(&[
+        "patch",
+        "svc",
+        "pachd",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/nope/1","value":1}]"#,
+    ]);
     assert_ne!(bad.code, 0);
-    assert!(bad.stderr.contains(r#"The Service "pachd" is invalid"#), "{}", bad.stderr);
-    let out_of_range = cluster.kubectl(&["patch", "svc", "pachd", "-p", r#"{"spec":{"ports":[{"port":650,"nodePort":99999}]}}"#]);
+    assert!(
+        bad.stderr.contains(r#"The Service "pachd" is invalid"#),
+        "{}",
+        bad.stderr
+    );
+    let out_of_range = cluster.kubectl(&[
+        "patch",
+        "svc",
+        "pachd",
+        "-p",
+        r#"{"spec":{"ports":[{"port":650,"nodePort":99999}]}}"#,
+    ]);
     assert_ne!(out_of_range.code, 0);
-    assert!(out_of_range.stderr.contains("provided port is not in the valid range"), "{}", out_of_range.stderr);
+    assert!(
+        out_of_range
+            .stderr
+            .contains("provided port is not in the valid range"),
+        "{}",
+        out_of_range.stderr
+    );
 }
 
 #[test]
@@ -248,33 +368,54 @@ fn kubectl_applies_scales_deletes_and_watches() {
     let manifest = manifest.to_str().expect("utf-8");
     let applied = cluster.kubectl(&["apply", "-f", manifest]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
-    assert_eq!(applied.stdout, "configmap/cfg created\ndeployment.apps/web created\n");
+    assert_eq!(
+        applied.stdout,
+        "configmap/cfg created\ndeployment.apps/web created\n"
+    );
 
-    let changed = support::write(cluster.dir(), "cfg.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  b: \"2\"\n");
+    let changed = support::write(
+        cluster.dir(),
+        "cfg.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  b: \"2\"\n",
+    );
     let changed = changed.to_str().expect("utf-8");
     let reapplied = cluster.kubectl(&["apply", "-f", changed]);
-    assert_eq!(reapplied.stdout, "configmap/cfg configured\n", "{}", reapplied.stderr);
+    assert_eq!(
+        reapplied.stdout, "configmap/cfg configured\n",
+        "{}",
+        reapplied.stderr
+    );
     let data = cluster.kubectl(&["get", "cm", "cfg", "-o", "jsonpath={.data}"]);
     assert_eq!(data.stdout, r#"{"b":"2"}"#);
 
     let server_side = cluster.kubectl(&["apply", "--server-side", "-f", manifest]);
     assert_eq!(server_side.code, 0, "{}", server_side.stderr);
-    assert_eq!(server_side.stdout, "configmap/cfg serverside-applied\ndeployment.apps/web serverside-applied\n");
+    assert_eq!(
+        server_side.stdout,
+        "configmap/cfg serverside-applied\ndeployment.apps/web serverside-applied\n"
+    );
     let data = cluster.kubectl(&["get", "cm", "cfg", "-o", "jsonpath={.data.a}"]);
     assert_eq!(data.stdout, "1");
 
     let scaled = cluster.kubectl(&["scale", "deployment", "web", "--replicas=3"]);
-    assert_eq!(scaled.stdout, "deployment.apps/web scaled\n", "{}", scaled.stderr);
+    assert_eq!(
+        scaled.stdout, "deployment.apps/web scaled\n",
+        "{}",
+        scaled.stderr
+    );
     let pods = cluster.kubectl(&["get", "pods", "-l", "app=web", "-o", "name"]);
     assert_eq!(pods.stdout.lines().count(), 3, "{}", pods.stdout);
 
     // A short watch: kubectl prints the current pods, then the ones a scale-down deletes are
     // gone from later listings; the watch ends at its request timeout.
-    let mut watch = kubectl_command(&cluster, &["get", "pods", "-l", "app=web", "-w", "--request-timeout=3s"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("kubectl watch starts");
+    let mut watch = kubectl_command(
+        &cluster,
+        &["get", "pods", "-l", "app=web", "-w", "--request-timeout=3s"],
+    )
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("kubectl watch starts");
     let stdout = watch.stdout.take().expect("stdout");
     let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
     let header = lines.next().expect("a header").expect("utf-8");
@@ -288,12 +429,19 @@ fn kubectl_applies_scales_deletes_and_watches() {
     let scaled_up = cluster.kubectl(&["scale", "deployment", "web", "--replicas=4"]);
     assert_eq!(scaled_up.code, 0, "{}", scaled_up.stderr);
     let added = lines.next().expect("the new pod").expect("utf-8");
-    assert!(added.starts_with("web-") && added.contains("Running"), "{added}");
+    assert!(
+        added.starts_with("web-") && added.contains("Running"),
+        "{added}"
+    );
     let _ = watch.kill();
     let _ = watch.wait();
 
     let deleted = cluster.kubectl(&["delete", "deployment", "web"]);
-    assert_eq!(deleted.stdout, "deployment.apps \"web\" deleted\n", "{}", deleted.stderr);
+    assert_eq!(
+        deleted.stdout, "deployment.apps \"web\" deleted\n",
+        "{}",
+        deleted.stderr
+    );
     let pods = cluster.kubectl(&["get", "pods", "-l", "app=web"]);
     assert_eq!(pods.stderr.trim(), "No resources found in old namespace.");
 }
@@ -317,8 +465,14 @@ fn script_swaps_and_restores_every_pachd_node_port_leaving_the_service_as_it_was
         &[],
     );
     assert_eq!(outcome.code, 0, "{}\n{}", outcome.stdout, outcome.stderr);
-    assert_eq!(document["result"]["during"], serde_json::json!([31600, 31650, 31651, 31652, 31654, 31999]));
-    assert_eq!(document["result"]["after"], serde_json::json!([30600, 30650, 30651, 30652, 30654, 30999]));
+    assert_eq!(
+        document["result"]["during"],
+        serde_json::json!([31600, 31650, 31651, 31652, 31654, 31999])
+    );
+    assert_eq!(
+        document["result"]["after"],
+        serde_json::json!([30600, 30650, 30651, 30652, 30654, 30999])
+    );
     let after = service_json(&cluster);
     assert_eq!(
         serde_json::to_string_pretty(&without_server_fields(after)).expect("json"),
@@ -345,7 +499,9 @@ fn patching_the_node_port_moves_the_listener_and_forwards_to_the_backend() {
     let handle = ankus::host::runtime::handle();
     let node = kube_api::allocate_node_addr();
     let state = cluster.state.clone();
-    let forwarder = handle.block_on(kube_api::NodePortForwarder::start(&state, "old", "pachd", node));
+    let forwarder = handle.block_on(kube_api::NodePortForwarder::start(
+        &state, "old", "pachd", node,
+    ));
     // A stand-in for the emulated pachd's gRPC port: answers "pachd" to whoever connects.
     let backend = std::net::TcpListener::bind("127.0.0.1:0").expect("backend");
     forwarder.set_backend("api-grpc-port", backend.local_addr().expect("address"));
@@ -364,11 +520,23 @@ fn patching_the_node_port_moves_the_listener_and_forwards_to_the_backend() {
         .expect("reads");
     assert_eq!(reply, "pachd");
     assert!(!connects(blocked_port));
-    assert!(connects(std::net::SocketAddr::from((node, 30600))), "ports without a backend still accept");
+    assert!(
+        connects(std::net::SocketAddr::from((node, 30600))),
+        "ports without a backend still accept"
+    );
 
-    let swapped = cluster.kubectl(&["patch", "svc", "pachd", "-p", r#"{"spec":{"ports":[{"port":650,"nodePort":30649}]}}"#]);
+    let swapped = cluster.kubectl(&[
+        "patch",
+        "svc",
+        "pachd",
+        "-p",
+        r#"{"spec":{"ports":[{"port":650,"nodePort":30649}]}}"#,
+    ]);
     assert_eq!(swapped.code, 0, "{}", swapped.stderr);
-    assert!(!connects(old_port), "30650 must refuse once the Service no longer declares it");
+    assert!(
+        !connects(old_port),
+        "30650 must refuse once the Service no longer declares it"
+    );
     let mut reply = String::new();
     std::net::TcpStream::connect(blocked_port)
         .expect("30649 accepts")
@@ -376,7 +544,13 @@ fn patching_the_node_port_moves_the_listener_and_forwards_to_the_backend() {
         .expect("reads");
     assert_eq!(reply, "pachd");
 
-    let restored = cluster.kubectl(&["patch", "svc", "pachd", "-p", r#"{"spec":{"ports":[{"port":650,"nodePort":30650}]}}"#]);
+    let restored = cluster.kubectl(&[
+        "patch",
+        "svc",
+        "pachd",
+        "-p",
+        r#"{"spec":{"ports":[{"port":650,"nodePort":30650}]}}"#,
+    ]);
     assert_eq!(restored.code, 0, "{}", restored.stderr);
     assert!(connects(old_port));
     assert!(!connects(blocked_port));
@@ -391,12 +565,20 @@ struct RecordingHooks {
 
 impl kube_api::DeploymentHooks for RecordingHooks {
     fn pachd_deployed(&self, namespace: &str, deployment: &serde_json::Value) {
-        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or("");
-        self.calls.lock().expect("lock").push(format!("deployed {namespace} {image}"));
+        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or("");
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(format!("deployed {namespace} {image}"));
     }
 
     fn pachd_stopped(&self, namespace: &str) {
-        self.calls.lock().expect("lock").push(format!("stopped {namespace}"));
+        self.calls
+            .lock()
+            .expect("lock")
+            .push(format!("stopped {namespace}"));
     }
 }
 
@@ -410,11 +592,17 @@ fn applying_a_pachd_deployment_in_a_new_namespace_calls_the_deploy_hook() {
         kube_api::seed::pachd_service("new"),
         kube_api::seed::pachd_deployment("new", "1.12.5"),
     ];
-    let text: Vec<String> = manifests.iter().map(|item| serde_yaml::to_string(item).expect("yaml")).collect();
+    let text: Vec<String> = manifests
+        .iter()
+        .map(|item| serde_yaml::to_string(item).expect("yaml"))
+        .collect();
     let path = support::write(cluster.dir(), "new.yaml", &text.join("---\n"));
     let applied = cluster.kubectl(&["apply", "-f", path.to_str().expect("utf-8")]);
     assert_eq!(applied.code, 0, "{}", applied.stderr);
-    assert_eq!(*hooks.calls.lock().expect("lock"), vec!["deployed new pachyderm/pachd:1.12.5"]);
+    assert_eq!(
+        *hooks.calls.lock().expect("lock"),
+        vec!["deployed new pachyderm/pachd:1.12.5"]
+    );
     let pods = cluster.kubectl(&["get", "pods", "-n", "new", "-o", "name"]);
     assert!(pods.stdout.starts_with("pod/pachd-"), "{}", pods.stdout);
 
@@ -424,7 +612,11 @@ fn applying_a_pachd_deployment_in_a_new_namespace_calls_the_deploy_hook() {
     assert_eq!(deleted.code, 0, "{}", deleted.stderr);
     assert_eq!(
         *hooks.calls.lock().expect("lock"),
-        vec!["deployed new pachyderm/pachd:1.12.5", "stopped new", "stopped old"]
+        vec![
+            "deployed new pachyderm/pachd:1.12.5",
+            "stopped new",
+            "stopped old"
+        ]
     );
 }
 
@@ -433,14 +625,23 @@ fn pipeline_workers_follow_the_requested_count() {
     let cluster = Cluster::start();
     let handle = ankus::host::runtime::handle();
     let worker_pods = |cluster: &Cluster| -> Vec<String> {
-        cluster.state.pod_names("old").into_iter().filter(|name| name.starts_with("pipeline-edges-v1-")).collect()
+        cluster
+            .state
+            .pod_names("old")
+            .into_iter()
+            .filter(|name| name.starts_with("pipeline-edges-v1-"))
+            .collect()
     };
     assert_eq!(worker_pods(&cluster).len(), 1);
     let state = cluster.state.clone();
-    handle.block_on(state.set_pipeline_workers("old", "edges", 0, "ubuntu:18.04")).expect("stop");
+    handle
+        .block_on(state.set_pipeline_workers("old", "edges", 0, "ubuntu:18.04"))
+        .expect("stop");
     assert!(worker_pods(&cluster).is_empty());
     let state = cluster.state.clone();
-    handle.block_on(state.set_pipeline_workers("old", "edges", 1, "ubuntu:18.04")).expect("start");
+    handle
+        .block_on(state.set_pipeline_workers("old", "edges", 1, "ubuntu:18.04"))
+        .expect("start");
     assert_eq!(worker_pods(&cluster).len(), 1);
 }
 
@@ -486,7 +687,10 @@ fn bindings_cover_every_verb() {
     let result = &document["result"];
     assert_eq!(result["context"], "old");
     assert_eq!(result["contexts"], serde_json::json!(["old", "new"]));
-    assert_eq!(result["namespaces"], serde_json::json!(["default", "kube-public", "kube-system", "old"]));
+    assert_eq!(
+        result["namespaces"],
+        serde_json::json!(["default", "kube-public", "kube-system", "old"])
+    );
     assert_eq!(result["svc_port"], 30650);
     assert_eq!(result["deploy_kind"], "Deployment");
     assert_eq!(result["pachd_pods"], 1);
@@ -497,7 +701,10 @@ fn bindings_cover_every_verb() {
     assert_eq!(result["scaled"], 0);
     assert_eq!(result["deployment"]["replicas"], 1);
     assert_eq!(result["deployment"]["ready"], true);
-    assert_eq!(result["deployment"]["images"], serde_json::json!(["pachyderm/pachd:1.11.9"]));
+    assert_eq!(
+        result["deployment"]["images"],
+        serde_json::json!(["pachyderm/pachd:1.11.9"])
+    );
     assert_eq!(result["etcd"], true);
     assert_eq!(result["pod"], "Running true ReplicaSet");
     assert_eq!(result["etcd_pod_owner"], "StatefulSet/etcd");
@@ -527,10 +734,19 @@ fn dry_run_records_diffs_and_changes_nothing() {
         &["--dry-run"],
     );
     assert_eq!(outcome.code, 0, "{}\n{}", outcome.stdout, outcome.stderr);
-    assert_eq!(document["result"], serde_json::json!([30600, 30649, 30651, 30652, 30654, 30999]));
+    assert_eq!(
+        document["result"],
+        serde_json::json!([30600, 30649, 30651, 30652, 30654, 30999])
+    );
     let plan = document["plan"].as_array().expect("plan");
-    let actions: Vec<&str> = plan.iter().map(|entry| entry["action"].as_str().expect("action")).collect();
-    assert_eq!(actions, vec!["save", "patch", "scale", "apply", "delete", "restore_saved"]);
+    let actions: Vec<&str> = plan
+        .iter()
+        .map(|entry| entry["action"].as_str().expect("action"))
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["save", "patch", "scale", "apply", "delete", "restore_saved"]
+    );
     assert_eq!(
         plan[1]["details"]["diff"],
         serde_json::json!([{ "path": "/spec/ports/1/nodePort", "before": 30650, "after": 30649 }])
@@ -539,7 +755,10 @@ fn dry_run_records_diffs_and_changes_nothing() {
     assert_eq!(plan[3]["details"]["created"], true);
     assert_eq!(plan[5]["details"]["diff"], serde_json::json!([]));
     assert!(!cluster.dir().join("saved.json").exists());
-    assert_eq!(without_server_fields(service_json(&cluster)), without_server_fields(before));
+    assert_eq!(
+        without_server_fields(service_json(&cluster)),
+        without_server_fields(before)
+    );
     let configmaps = cluster.kubectl(&["get", "configmap", "c"]);
     assert_ne!(configmaps.code, 0);
     let etcd = cluster.kubectl(&["get", "statefulset", "etcd", "-o", "name"]);
@@ -576,24 +795,62 @@ fn bad_input_fails_with_the_servers_reason_and_the_object_named() {
     );
     assert_eq!(outcome.code, 0, "{}\n{}", outcome.stdout, outcome.stderr);
     let errors = &document["result"];
-    let text = |key: &str| errors[key].as_str().unwrap_or_else(|| panic!("{key}: {errors}")).to_owned();
-    assert_eq!(text("unknown_kind"), "not_found: resolve kind 'widgets': the server has no such resource type");
+    let text = |key: &str| {
+        errors[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: {errors}"))
+            .to_owned()
+    };
+    assert_eq!(
+        text("unknown_kind"),
+        "not_found: resolve kind 'widgets': the server has no such resource type"
+    );
     assert_eq!(
         text("missing"),
         r#"not_found: get services/nosuch in namespace old: services "nosuch" not found (NotFound, HTTP 404)"#
     );
-    assert!(text("invalid_patch").starts_with(r#"invalid: patch services/pachd in namespace old: Service "pachd" is invalid"#), "{}", text("invalid_patch"));
-    assert!(text("invalid_value").contains("spec.ports[1].nodePort: Invalid value: 99999"), "{}", text("invalid_value"));
+    assert!(
+        text("invalid_patch").starts_with(
+            r#"invalid: patch services/pachd in namespace old: Service "pachd" is invalid"#
+        ),
+        "{}",
+        text("invalid_patch")
+    );
+    assert!(
+        text("invalid_value").contains("spec.ports[1].nodePort: Invalid value: 99999"),
+        "{}",
+        text("invalid_value")
+    );
     assert!(text("stale").starts_with(r#"conflict: patch services/pachd in namespace old: Operation cannot be fulfilled on services "pachd": the object has been modified"#), "{}", text("stale"));
     assert_eq!(
         text("exists"),
         r#"already_exists: create services/pachd in namespace old: services "pachd" already exists (AlreadyExists, HTTP 409)"#
     );
-    assert!(text("no_context").starts_with("not_found: find context 'staging' in "), "{}", text("no_context"));
-    assert!(text("no_context").ends_with("(known contexts: old, new)"), "{}", text("no_context"));
-    assert!(text("unreachable").starts_with("unavailable: reach the Kubernetes API server http://127.0.0.1:9"), "{}", text("unreachable"));
-    assert!(text("bad_manifest").starts_with("not_found: resolve kind 'v1/Nope'"), "{}", text("bad_manifest"));
-    assert_eq!(errors["ok1_exists"], 0, "nothing of a failed manifest is applied");
+    assert!(
+        text("no_context").starts_with("not_found: find context 'staging' in "),
+        "{}",
+        text("no_context")
+    );
+    assert!(
+        text("no_context").ends_with("(known contexts: old, new)"),
+        "{}",
+        text("no_context")
+    );
+    assert!(
+        text("unreachable")
+            .starts_with("unavailable: reach the Kubernetes API server http://127.0.0.1:9"),
+        "{}",
+        text("unreachable")
+    );
+    assert!(
+        text("bad_manifest").starts_with("not_found: resolve kind 'v1/Nope'"),
+        "{}",
+        text("bad_manifest")
+    );
+    assert_eq!(
+        errors["ok1_exists"], 0,
+        "nothing of a failed manifest is applied"
+    );
 }
 
 /// Forwards TCP to the API server; before passing on the first PATCH it changes the object
@@ -604,13 +861,17 @@ async fn interfering_proxy(
     patches: Arc<std::sync::atomic::AtomicUsize>,
 ) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("address");
     tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
             let (state, patches) = (state.clone(), patches.clone());
             tokio::spawn(async move {
-                let outbound = tokio::net::TcpStream::connect(server).await.expect("server");
+                let outbound = tokio::net::TcpStream::connect(server)
+                    .await
+                    .expect("server");
                 let (mut in_read, mut in_write) = inbound.into_split();
                 let (mut out_read, mut out_write) = outbound.into_split();
                 tokio::spawn(async move {
@@ -618,18 +879,30 @@ async fn interfering_proxy(
                 });
                 let mut buffer = vec![0u8; 65536];
                 loop {
-                    let Ok(read) = in_read.read(&mut buffer).await else { return };
+                    let Ok(read) = in_read.read(&mut buffer).await else {
+                        return;
+                    };
                     if read == 0 {
                         return;
                     }
                     if buffer.starts_with(b"PATCH ")
                         && patches.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0
                     {
-                        let services = kube_api::resources::find("", "v1", "services").expect("served");
-                        let options = kube_api::state::WriteOptions { field_manager: "someone-else".into(), ..Default::default() };
+                        let services =
+                            kube_api::resources::find("", "v1", "services").expect("served");
+                        let options = kube_api::state::WriteOptions {
+                            field_manager: "someone-else".into(),
+                            ..Default::default()
+                        };
                         state
-                            .patch(services, "old", "pachd", kube_api::state::PatchKind::Merge,
-                                   br#"{"metadata":{"labels":{"touched":"concurrently"}}}"#, &options)
+                            .patch(
+                                services,
+                                "old",
+                                "pachd",
+                                kube_api::state::PatchKind::Merge,
+                                br#"{"metadata":{"labels":{"touched":"concurrently"}}}"#,
+                                &options,
+                            )
                             .await
                             .expect("interfering change");
                     }
@@ -648,15 +921,26 @@ fn a_patch_that_meets_a_concurrent_change_is_retried_on_a_fresh_read() {
     let cluster = Cluster::start();
     let handle = ankus::host::runtime::handle();
     let patches = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let proxy = handle.block_on(interfering_proxy(cluster.address, cluster.state.clone(), patches.clone()));
+    let proxy = handle.block_on(interfering_proxy(
+        cluster.address,
+        cluster.state.clone(),
+        patches.clone(),
+    ));
     let kubeconfig = cluster.dir().join("proxied.yaml");
     kube_api::write_kubeconfig(
         &kubeconfig,
-        &[KubeconfigContext { name: "old".into(), server: format!("http://{proxy}"), namespace: "old".into() }],
+        &[KubeconfigContext {
+            name: "old".into(),
+            server: format!("http://{proxy}"),
+            namespace: "old".into(),
+        }],
         "old",
     )
     .expect("kubeconfig");
-    let options = ankus::kube::ConnectOptions { kubeconfig: Some(kubeconfig), ..Default::default() };
+    let options = ankus::kube::ConnectOptions {
+        kubeconfig: Some(kubeconfig),
+        ..Default::default()
+    };
     let change = handle
         .block_on(async move {
             let client = ankus::kube::KubeClient::connect(&options).await?;
@@ -672,8 +956,18 @@ fn a_patch_that_meets_a_concurrent_change_is_retried_on_a_fresh_read() {
                 .await
         })
         .expect("the patch succeeds after a retry");
-    assert_eq!(patches.load(std::sync::atomic::Ordering::SeqCst), 2, "one 409, one retry");
-    assert_eq!(change.after["metadata"]["labels"]["touched"], "concurrently", "the concurrent change is kept");
+    assert_eq!(
+        patches.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "one 409, one retry"
+    );
+    assert_eq!(
+        change.after["metadata"]["labels"]["touched"], "concurrently",
+        "the concurrent change is kept"
+    );
     assert_eq!(change.after["spec"]["ports"][1]["nodePort"], 30649);
-    assert_eq!(change.before.expect("before")["metadata"]["labels"]["touched"], "concurrently");
+    assert_eq!(
+        change.before.expect("before")["metadata"]["labels"]["touched"],
+        "concurrently"
+    );
 }

@@ -1,5 +1,5 @@
 //! Integration tests, one binary: the CLI end to end, each client against the sandbox or a
 //! real peer.
 
-mod support;
 mod kube;
+mod support;

@@ -43,6 +43,10 @@ pub fn kubeconfig_yaml(contexts: &[KubeconfigContext], current: &str) -> String 
 }
 
 /// Writes the kubeconfig for `contexts` to `path` atomically.
-pub fn write_kubeconfig(path: &Path, contexts: &[KubeconfigContext], current: &str) -> std::io::Result<()> {
+pub fn write_kubeconfig(
+    path: &Path,
+    contexts: &[KubeconfigContext],
+    current: &str,
+) -> std::io::Result<()> {
     crate::fsutil::write_atomic(path, kubeconfig_yaml(contexts, current).as_bytes())
 }

@@ -58,7 +58,10 @@ fn declared_ports(service: Option<&Value>) -> BTreeMap<u16, String> {
     let Some(service) = service else {
         return BTreeMap::new();
     };
-    if !matches!(service["spec"]["type"].as_str(), Some("NodePort" | "LoadBalancer")) {
+    if !matches!(
+        service["spec"]["type"].as_str(),
+        Some("NodePort" | "LoadBalancer")
+    ) {
         return BTreeMap::new();
     }
     service["spec"]["ports"]

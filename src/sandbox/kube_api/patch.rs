@@ -20,9 +20,12 @@ enum ListStrategy {
 }
 
 fn list_strategy(path: &[String], field: &str) -> ListStrategy {
-    let in_container = path
-        .iter()
-        .any(|part| matches!(part.as_str(), "containers" | "initContainers" | "ephemeralContainers"));
+    let in_container = path.iter().any(|part| {
+        matches!(
+            part.as_str(),
+            "containers" | "initContainers" | "ephemeralContainers"
+        )
+    });
     match field {
         "containers" | "initContainers" | "ephemeralContainers" => ListStrategy::Key("name"),
         "ports" if in_container => ListStrategy::Key("containerPort"),
@@ -194,7 +197,10 @@ fn merge_list(
     if replace {
         return Ok(patch
             .iter()
-            .filter(|item| item.as_object().is_none_or(|map| !map.contains_key("$patch")))
+            .filter(|item| {
+                item.as_object()
+                    .is_none_or(|map| !map.contains_key("$patch"))
+            })
             .map(clean)
             .collect());
     }
@@ -270,8 +276,7 @@ fn remove_dropped(live: &mut Value, previous: &Value, applied: &Value, path: &mu
     for (key, previous_value) in previous_map {
         if key == "metadata" && path.is_empty() {
             // Names and the namespace stay; labels and annotations prune like other maps.
-            if let (Some(live_meta), Some(applied_meta)) =
-                (live_map.get_mut(key), applied.get(key))
+            if let (Some(live_meta), Some(applied_meta)) = (live_map.get_mut(key), applied.get(key))
             {
                 path.push(key.clone());
                 remove_dropped(live_meta, previous_value, applied_meta, path);
@@ -287,11 +292,19 @@ fn remove_dropped(live: &mut Value, previous: &Value, applied: &Value, path: &mu
             continue;
         };
         path.push(key.clone());
-        match (previous_value, applied_value, list_strategy(&path[..path.len() - 1], key)) {
+        match (
+            previous_value,
+            applied_value,
+            list_strategy(&path[..path.len() - 1], key),
+        ) {
             (Value::Object(_), Value::Object(_), _) => {
                 remove_dropped(live_value, previous_value, applied_value, path)
             }
-            (Value::Array(previous_items), Value::Array(applied_items), ListStrategy::Key(merge_key)) => {
+            (
+                Value::Array(previous_items),
+                Value::Array(applied_items),
+                ListStrategy::Key(merge_key),
+            ) => {
                 if let Value::Array(live_items) = live_value {
                     live_items.retain(|item| {
                         let item_key = key_of(item, merge_key);
@@ -311,7 +324,9 @@ fn remove_dropped(live: &mut Value, previous: &Value, applied: &Value, path: &mu
                         let applied_item = applied_items
                             .iter()
                             .find(|candidate| key_of(candidate, merge_key) == item_key.as_ref());
-                        if let (Some(previous_item), Some(applied_item)) = (previous_item, applied_item) {
+                        if let (Some(previous_item), Some(applied_item)) =
+                            (previous_item, applied_item)
+                        {
                             remove_dropped(live_item, previous_item, applied_item, path);
                         }
                     }
@@ -375,7 +390,10 @@ mod tests {
         let patch = json!({"spec": {"$setElementOrder/ports": [{"port": 2}, {"port": 1}],
                                      "ports": [{"port": 2, "name": "two"}]}});
         let merged = strategic_merge(&service, &patch).expect("merges");
-        assert_eq!(merged["spec"]["ports"], json!([{"port": 2, "name": "two"}, {"port": 1}]));
+        assert_eq!(
+            merged["spec"]["ports"],
+            json!([{"port": 2, "name": "two"}, {"port": 1}])
+        );
     }
 
     #[test]
@@ -386,7 +404,10 @@ mod tests {
                               "data": {"k": "v", "gone": "g"}});
         let applied = json!({"metadata": {"name": "c", "labels": {"a": "1"}}, "data": {"k": "w"}});
         let result = server_side_apply(&live, Some(&previous), &applied).expect("applies");
-        assert_eq!(result["metadata"]["labels"], json!({"a": "1", "other": "x"}));
+        assert_eq!(
+            result["metadata"]["labels"],
+            json!({"a": "1", "other": "x"})
+        );
         assert_eq!(result["data"], json!({"k": "w"}));
     }
 }

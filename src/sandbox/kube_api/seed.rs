@@ -68,7 +68,9 @@ pub fn pachd_deployment(namespace: &str, version: &str) -> Value {
     let ports: Vec<Value> = PACHD_PORTS
         .iter()
         .map(|(name, port, _)| json!({ "name": name, "containerPort": port, "protocol": "TCP" }))
-        .chain(std::iter::once(json!({ "name": "prom-metrics", "containerPort": 656, "protocol": "TCP" })))
+        .chain(std::iter::once(
+            json!({ "name": "prom-metrics", "containerPort": 656, "protocol": "TCP" }),
+        ))
         .collect();
     json!({
         "apiVersion": "apps/v1",
@@ -218,7 +220,8 @@ impl KubeState {
     /// pod per pipeline. The pachd Deployment goes through the normal create path, so
     /// registered [`super::state::DeploymentHooks`] see it.
     pub async fn seed_pachyderm(&self, namespace: &str, spec: &SeedSpec) -> Result<(), ApiError> {
-        let namespaces = super::resources::find("", "v1", "namespaces").expect("namespaces are served");
+        let namespaces =
+            super::resources::find("", "v1", "namespaces").expect("namespaces are served");
         if self.get(namespaces, "", namespace).is_err() {
             self.create_object(json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": namespace } })).await?;
         }
@@ -240,7 +243,8 @@ impl KubeState {
             self.create_object(object).await?;
         }
         for pipeline in &spec.pipelines {
-            self.set_pipeline_workers(namespace, pipeline, 1, "ubuntu:18.04").await?;
+            self.set_pipeline_workers(namespace, pipeline, 1, "ubuntu:18.04")
+                .await?;
         }
         Ok(())
     }

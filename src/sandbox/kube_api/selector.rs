@@ -50,13 +50,22 @@ fn split_terms(text: &str) -> Vec<String> {
 fn parse_term(term: &str, allow_sets: bool) -> Result<Requirement, ApiError> {
     let bad = || ApiError::bad_request(format!("unable to parse requirement: found '{term}'"));
     if let Some((key, value)) = term.split_once("!=") {
-        return Ok(Requirement::NotEquals(key.trim().to_owned(), value.trim().to_owned()));
+        return Ok(Requirement::NotEquals(
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
     }
     if let Some((key, value)) = term.split_once("==") {
-        return Ok(Requirement::Equals(key.trim().to_owned(), value.trim().to_owned()));
+        return Ok(Requirement::Equals(
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
     }
     if let Some((key, value)) = term.split_once('=') {
-        return Ok(Requirement::Equals(key.trim().to_owned(), value.trim().to_owned()));
+        return Ok(Requirement::Equals(
+            key.trim().to_owned(),
+            value.trim().to_owned(),
+        ));
     }
     if !allow_sets {
         return Err(bad());
@@ -92,7 +101,10 @@ fn parse_term(term: &str, allow_sets: bool) -> Result<Requirement, ApiError> {
 
 impl Selectors {
     /// Parses the two query parameters.
-    pub fn parse(label_selector: Option<&str>, field_selector: Option<&str>) -> Result<Self, ApiError> {
+    pub fn parse(
+        label_selector: Option<&str>,
+        field_selector: Option<&str>,
+    ) -> Result<Self, ApiError> {
         let labels = split_terms(label_selector.unwrap_or(""))
             .iter()
             .map(|term| parse_term(term, true))
@@ -107,7 +119,9 @@ impl Selectors {
     /// Whether `object` matches both selectors.
     pub fn matches(&self, object: &Value) -> bool {
         let label = |key: &str| -> Option<String> {
-            object["metadata"]["labels"][key].as_str().map(str::to_owned)
+            object["metadata"]["labels"][key]
+                .as_str()
+                .map(str::to_owned)
         };
         let field = |key: &str| -> Option<String> {
             let mut current = object;
@@ -120,11 +134,14 @@ impl Selectors {
                 other => other.to_string(),
             })
         };
-        self.labels.iter().all(|requirement| check(requirement, &label))
-            && self
-                .fields
-                .iter()
-                .all(|requirement| check(requirement, &|key: &str| Some(field(key).unwrap_or_default())))
+        self.labels
+            .iter()
+            .all(|requirement| check(requirement, &label))
+            && self.fields.iter().all(|requirement| {
+                check(requirement, &|key: &str| {
+                    Some(field(key).unwrap_or_default())
+                })
+            })
     }
 }
 
@@ -151,7 +168,9 @@ mod tests {
                          "labels": {"app": "pachd", "suite": "pachyderm"}},
                          "status": {"phase": "Running"}});
         let matches = |labels: &str, fields: &str| {
-            Selectors::parse(Some(labels), Some(fields)).expect("parses").matches(&pod)
+            Selectors::parse(Some(labels), Some(fields))
+                .expect("parses")
+                .matches(&pod)
         };
         assert!(matches("app=pachd,suite", "status.phase=Running"));
         assert!(matches("app in (etcd, pachd)", "metadata.name!=x"));

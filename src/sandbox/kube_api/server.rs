@@ -98,12 +98,20 @@ fn parse_path(path: &str) -> Option<Target> {
         ["apis"] => return Some(Target::GroupList),
         ["apis", group] => return Some(Target::Group((*group).to_owned())),
         ["apis", group, version] => {
-            return Some(Target::ResourceList((*group).to_owned(), (*version).to_owned()));
+            return Some(Target::ResourceList(
+                (*group).to_owned(),
+                (*version).to_owned(),
+            ));
         }
         ["openapi", "v3"] => return Some(Target::OpenApiV3Root),
-        ["openapi", "v3", "api", "v1"] => return Some(Target::OpenApiV3(String::new(), "v1".to_owned())),
+        ["openapi", "v3", "api", "v1"] => {
+            return Some(Target::OpenApiV3(String::new(), "v1".to_owned()));
+        }
         ["openapi", "v3", "apis", group, version] => {
-            return Some(Target::OpenApiV3((*group).to_owned(), (*version).to_owned()));
+            return Some(Target::OpenApiV3(
+                (*group).to_owned(),
+                (*version).to_owned(),
+            ));
         }
         ["api", "v1", rest @ ..] => ("", "v1", rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
@@ -212,8 +220,17 @@ async fn handle(
             resource,
             namespace,
         } => {
-            collection(&app, method, resource, namespace, &query, &accept, &content_type, body)
-                .await
+            collection(
+                &app,
+                method,
+                resource,
+                namespace,
+                &query,
+                &accept,
+                &content_type,
+                body,
+            )
+            .await
         }
         Target::Object {
             resource,
@@ -253,7 +270,10 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     })
 }
 
-#[expect(clippy::too_many_arguments, reason = "one request's parts, passed through once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one request's parts, passed through once"
+)]
 async fn collection(
     app: &App,
     method: Method,
@@ -275,7 +295,14 @@ async fn collection(
                 .get("watch")
                 .is_some_and(|watch| watch == "1" || watch == "true");
             if watching {
-                return watch(app, resource, namespace.as_deref(), selectors, query, accept);
+                return watch(
+                    app,
+                    resource,
+                    namespace.as_deref(),
+                    selectors,
+                    query,
+                    accept,
+                );
             }
             let (items, revision) = state.list(resource, namespace.as_deref(), &selectors);
             if table::wants_table(accept) {
@@ -319,9 +346,10 @@ fn watch(
 ) -> Result<Response, ApiError> {
     let since = match query.get("resourceVersion").map(String::as_str) {
         None | Some("") => None,
-        Some(text) => Some(text.parse::<u64>().map_err(|_| {
-            ApiError::bad_request(format!("invalid resourceVersion '{text}'"))
-        })?),
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resourceVersion '{text}'")))?,
+        ),
     };
     let timeout = query
         .get("timeoutSeconds")
@@ -392,7 +420,10 @@ fn watch(
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response()))
 }
 
-#[expect(clippy::too_many_arguments, reason = "one request's parts, passed through once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one request's parts, passed through once"
+)]
 async fn object(
     app: &App,
     method: Method,
@@ -482,11 +513,18 @@ async fn object(
 }
 
 fn pod_log(pod: &Value, query: &HashMap<String, String>) -> Response {
-    let containers = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let containers = pod["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let container = query
         .get("container")
         .cloned()
-        .or_else(|| containers.first().and_then(|first| first["name"].as_str().map(str::to_owned)))
+        .or_else(|| {
+            containers
+                .first()
+                .and_then(|first| first["name"].as_str().map(str::to_owned))
+        })
         .unwrap_or_default();
     let image = containers
         .iter()
@@ -498,18 +536,16 @@ fn pod_log(pod: &Value, query: &HashMap<String, String>) -> Response {
         format!("{started} container {container} started from image {image}"),
         format!("{started} running in the ankus sandbox (no process; logs are emulated)"),
     ];
-    if let Some(tail) = query.get("tailLines").and_then(|tail| tail.parse::<usize>().ok()) {
+    if let Some(tail) = query
+        .get("tailLines")
+        .and_then(|tail| tail.parse::<usize>().ok())
+    {
         let skip = lines.len().saturating_sub(tail);
         lines.drain(..skip);
     }
     let mut text = lines.join("\n");
     text.push('\n');
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain")],
-        text,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], text).into_response()
 }
 
 fn version() -> Value {
@@ -657,7 +693,10 @@ fn openapi_group_version(group: &str, version: &str) -> Option<Value> {
         .filter(|resource| resource.group == group && resource.version == version)
     {
         let path = if resource.namespaced {
-            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", resource.plural)
+            format!(
+                "{prefix}/namespaces/{{namespace}}/{}/{{name}}",
+                resource.plural
+            )
         } else {
             format!("{prefix}/{}/{{name}}", resource.plural)
         };

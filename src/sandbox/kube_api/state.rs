@@ -32,8 +32,15 @@ pub struct ObjectKey {
 impl ObjectKey {
     fn new(resource: &ResourceType, namespace: &str, name: &str) -> Self {
         ObjectKey {
-            resource: format!("{}/{}/{}", resource.group, resource.version, resource.plural),
-            namespace: if resource.namespaced { namespace.to_owned() } else { String::new() },
+            resource: format!(
+                "{}/{}/{}",
+                resource.group, resource.version, resource.plural
+            ),
+            namespace: if resource.namespaced {
+                namespace.to_owned()
+            } else {
+                String::new()
+            },
             name: name.to_owned(),
         }
     }
@@ -100,7 +107,9 @@ impl PatchKind {
             "application/json-patch+json" => Some(PatchKind::Json),
             "application/merge-patch+json" => Some(PatchKind::Merge),
             "application/strategic-merge-patch+json" => Some(PatchKind::Strategic),
-            "application/apply-patch+yaml" | "application/apply-patch+cbor" => Some(PatchKind::Apply),
+            "application/apply-patch+yaml" | "application/apply-patch+cbor" => {
+                Some(PatchKind::Apply)
+            }
             _ => None,
         }
     }
@@ -144,11 +153,15 @@ pub struct KubeState {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The store is plain data; a panic elsewhere must not make the cluster unusable.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 fn random_suffix(length: usize) -> String {
@@ -223,40 +236,67 @@ impl Store {
         let prefix = ObjectKey::new(resource, namespace, "");
         self.objects
             .range(prefix.clone()..)
-            .take_while(|(key, _)| key.resource == prefix.resource && key.namespace == prefix.namespace)
+            .take_while(|(key, _)| {
+                key.resource == prefix.resource && key.namespace == prefix.namespace
+            })
             .map(|(_, object)| object.clone())
             .collect()
     }
 
     /// Stores `object` with a fresh resourceVersion and records the event.
-    fn put(&mut self, resource: &'static ResourceType, mut object: Value, events: &mut Vec<WatchEvent>) -> Value {
+    fn put(
+        &mut self,
+        resource: &'static ResourceType,
+        mut object: Value,
+        events: &mut Vec<WatchEvent>,
+    ) -> Value {
         self.revision += 1;
         object["metadata"]["resourceVersion"] = self.revision.to_string().into();
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let key = ObjectKey::new(resource, &namespace, name_of(&object));
-        let event_type = if self.objects.contains_key(&key) { "MODIFIED" } else { "ADDED" };
+        let event_type = if self.objects.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         self.objects.insert(key, object.clone());
-        self.record(WatchEvent {
-            revision: self.revision,
-            event_type,
-            resource,
-            object: object.clone(),
-        }, events);
+        self.record(
+            WatchEvent {
+                revision: self.revision,
+                event_type,
+                resource,
+                object: object.clone(),
+            },
+            events,
+        );
         object
     }
 
-    fn remove(&mut self, resource: &'static ResourceType, namespace: &str, name: &str, events: &mut Vec<WatchEvent>) -> Option<Value> {
+    fn remove(
+        &mut self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        events: &mut Vec<WatchEvent>,
+    ) -> Option<Value> {
         let key = ObjectKey::new(resource, namespace, name);
         let mut object = self.objects.remove(&key)?;
-        self.applied.retain(|(applied_key, _), _| *applied_key != key);
+        self.applied
+            .retain(|(applied_key, _), _| *applied_key != key);
         self.revision += 1;
         object["metadata"]["resourceVersion"] = self.revision.to_string().into();
-        self.record(WatchEvent {
-            revision: self.revision,
-            event_type: "DELETED",
-            resource,
-            object: object.clone(),
-        }, events);
+        self.record(
+            WatchEvent {
+                revision: self.revision,
+                event_type: "DELETED",
+                resource,
+                object: object.clone(),
+            },
+            events,
+        );
         // Dependents go with their owner, as the garbage collector does in the background.
         if let Some(uid) = object["metadata"]["uid"].as_str().map(str::to_owned) {
             let dependents: Vec<(ObjectKey, &'static ResourceType)> = self
@@ -314,7 +354,9 @@ impl Store {
         operation: &str,
     ) -> Result<Value, ApiError> {
         if !object.is_object() {
-            return Err(ApiError::bad_request("the request body is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body is not a JSON object",
+            ));
         }
         check_type(resource, &object)?;
         object["apiVersion"] = resource.api_version().into();
@@ -330,14 +372,21 @@ impl Store {
         }
         let name = metadata["name"].as_str().unwrap_or("").to_owned();
         if name.is_empty() {
-            return Err(ApiError::invalid(resource, "", "metadata.name", "Required value: name or generateName is required"));
+            return Err(ApiError::invalid(
+                resource,
+                "",
+                "metadata.name",
+                "Required value: name or generateName is required",
+            ));
         }
         if !is_dns_subdomain(&name) {
             return Err(ApiError::invalid(
                 resource,
                 &name,
                 "metadata.name",
-                &format!("Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"),
+                &format!(
+                    "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character"
+                ),
             ));
         }
         if resource.namespaced {
@@ -371,6 +420,10 @@ impl Store {
     }
 
     /// Carries server-owned fields over from `old` and validates the result of an update.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of one update, passed once"
+    )]
     fn admit_update(
         &mut self,
         resource: &'static ResourceType,
@@ -382,7 +435,9 @@ impl Store {
         operation: &str,
     ) -> Result<Value, ApiError> {
         if !object.is_object() {
-            return Err(ApiError::bad_request("the request body is not a JSON object"));
+            return Err(ApiError::bad_request(
+                "the request body is not a JSON object",
+            ));
         }
         check_type(resource, &object)?;
         object["apiVersion"] = resource.api_version().into();
@@ -390,7 +445,10 @@ impl Store {
         if !object["metadata"].is_object() {
             object["metadata"] = json!({});
         }
-        let given_name = object["metadata"]["name"].as_str().unwrap_or(name).to_owned();
+        let given_name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or(name)
+            .to_owned();
         if given_name != name {
             return Err(ApiError::bad_request(format!(
                 "the name of the object ({given_name}) does not match the name on the URL ({name})"
@@ -443,7 +501,9 @@ impl Store {
                                 resource,
                                 name,
                                 "spec.replicas",
-                                &format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                                &format!(
+                                    "Invalid value: {replicas}: must be greater than or equal to 0"
+                                ),
                             ));
                         }
                     }
@@ -454,14 +514,19 @@ impl Store {
                     let selector = &object["spec"]["selector"]["matchLabels"];
                     let labels = &object["spec"]["template"]["metadata"]["labels"];
                     let matches = selector.as_object().is_some_and(|wanted| {
-                        !wanted.is_empty() && wanted.iter().all(|(key, value)| labels.get(key) == Some(value))
+                        !wanted.is_empty()
+                            && wanted
+                                .iter()
+                                .all(|(key, value)| labels.get(key) == Some(value))
                     });
                     if !matches {
                         return Err(ApiError::invalid(
                             resource,
                             name,
                             "spec.template.metadata.labels",
-                            &format!("Invalid value: {labels}: `selector` does not match template `labels`"),
+                            &format!(
+                                "Invalid value: {labels}: `selector` does not match template `labels`"
+                            ),
                         ));
                     }
                 }
@@ -491,10 +556,16 @@ impl Store {
         if !object["spec"].is_object() {
             object["spec"] = json!({});
         }
-        let service_type = object["spec"]["type"].as_str().unwrap_or("ClusterIP").to_owned();
+        let service_type = object["spec"]["type"]
+            .as_str()
+            .unwrap_or("ClusterIP")
+            .to_owned();
         object["spec"]["type"] = service_type.clone().into();
         let exposes_node_ports = matches!(service_type.as_str(), "NodePort" | "LoadBalancer");
-        let ports = object["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let ports = object["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let old_ports = old
             .and_then(|old| old["spec"]["ports"].as_array().cloned())
             .unwrap_or_default();
@@ -523,7 +594,10 @@ impl Store {
                     resource,
                     name,
                     &format!("{field}.port"),
-                    &format!("Invalid value: {}: must be between 1 and 65535, inclusive", port["port"]),
+                    &format!(
+                        "Invalid value: {}: must be between 1 and 65535, inclusive",
+                        port["port"]
+                    ),
                 ));
             }
             if port["protocol"].is_null() {
@@ -534,28 +608,45 @@ impl Store {
             }
             let port_name = port["name"].as_str().unwrap_or("").to_owned();
             if seen_names.contains(&port_name) {
-                return Err(ApiError::invalid(resource, name, &format!("{field}.name"), &format!("Duplicate value: \"{port_name}\"")));
+                return Err(ApiError::invalid(
+                    resource,
+                    name,
+                    &format!("{field}.name"),
+                    &format!("Duplicate value: \"{port_name}\""),
+                ));
             }
             seen_names.push(port_name);
-            match (port.get("nodePort").and_then(Value::as_i64), exposes_node_ports) {
+            match (
+                port.get("nodePort").and_then(Value::as_i64),
+                exposes_node_ports,
+            ) {
                 (Some(node_port), true) => {
                     if !(30000..=32767).contains(&node_port) {
                         return Err(ApiError::invalid(
                             resource,
                             name,
                             &format!("{field}.nodePort"),
-                            &format!("Invalid value: {node_port}: provided port is not in the valid range. The range of valid ports is 30000-32767"),
+                            &format!(
+                                "Invalid value: {node_port}: provided port is not in the valid range. The range of valid ports is 30000-32767"
+                            ),
                         ));
                     }
                     if seen_node_ports.contains(&node_port) {
-                        return Err(ApiError::invalid(resource, name, &format!("{field}.nodePort"), &format!("Duplicate value: {node_port}")));
+                        return Err(ApiError::invalid(
+                            resource,
+                            name,
+                            &format!("{field}.nodePort"),
+                            &format!("Duplicate value: {node_port}"),
+                        ));
                     }
                     if used_elsewhere.contains(&node_port) {
                         return Err(ApiError::invalid(
                             resource,
                             name,
                             &format!("{field}.nodePort"),
-                            &format!("Invalid value: {node_port}: provided port is already allocated"),
+                            &format!(
+                                "Invalid value: {node_port}: provided port is already allocated"
+                            ),
                         ));
                     }
                     seen_node_ports.push(node_port);
@@ -571,17 +662,26 @@ impl Store {
                 (_, true) => {
                     let kept = old_ports
                         .iter()
-                        .find(|old_port| old_port["port"] == port["port"] && old_port["protocol"] == port["protocol"])
+                        .find(|old_port| {
+                            old_port["port"] == port["port"]
+                                && old_port["protocol"] == port["protocol"]
+                        })
                         .and_then(|old_port| old_port["nodePort"].as_i64());
                     let node_port = kept
                         .filter(|kept| !seen_node_ports.contains(kept))
                         .or_else(|| {
                             (30000..=32767).find(|candidate| {
-                                !seen_node_ports.contains(candidate) && !used_elsewhere.contains(candidate)
+                                !seen_node_ports.contains(candidate)
+                                    && !used_elsewhere.contains(candidate)
                             })
                         })
                         .ok_or_else(|| {
-                            ApiError::invalid(resource, name, &format!("{field}.nodePort"), "Internal error: range is full")
+                            ApiError::invalid(
+                                resource,
+                                name,
+                                &format!("{field}.nodePort"),
+                                "Internal error: range is full",
+                            )
                         })?;
                     port["nodePort"] = node_port.into();
                     seen_node_ports.push(node_port);
@@ -625,7 +725,12 @@ impl Store {
     }
 
     /// Runs the controllers of one namespace until pods match their owners.
-    fn reconcile(&mut self, namespace: &str, events: &mut Vec<WatchEvent>, hooks: &mut Vec<HookCall>) {
+    fn reconcile(
+        &mut self,
+        namespace: &str,
+        events: &mut Vec<WatchEvent>,
+        hooks: &mut Vec<HookCall>,
+    ) {
         let deployments = res("deployments", "apps");
         let replica_sets = res("replicasets", "apps");
         for deployment in self.list_in(deployments, namespace) {
@@ -643,7 +748,9 @@ impl Store {
             self.reconcile_stateful_set(stateful_set, events);
         }
         let pachd = self.get(deployments, namespace, "pachd").cloned();
-        let running = pachd.as_ref().is_some_and(|deployment| replicas_of(deployment) > 0);
+        let running = pachd
+            .as_ref()
+            .is_some_and(|deployment| replicas_of(deployment) > 0);
         let was_running = self.pachd_running.get(namespace).copied().unwrap_or(false);
         if running != was_running {
             self.pachd_running.insert(namespace.to_owned(), running);
@@ -656,9 +763,15 @@ impl Store {
 
     fn reconcile_deployment(&mut self, deployment: Value, events: &mut Vec<WatchEvent>) {
         let replica_sets = res("replicasets", "apps");
-        let namespace = deployment["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
+        let namespace = deployment["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let name = name_of(&deployment).to_owned();
-        let uid = deployment["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+        let uid = deployment["metadata"]["uid"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let template = deployment["spec"]["template"].clone();
         let hash = hash_suffix(&template);
         let rs_name = format!("{name}-{hash}");
@@ -703,7 +816,12 @@ impl Store {
                     "status": { "replicas": 0 },
                 });
                 self.put(replica_sets, replica_set, events);
-                self.event(&deployment, "ScalingReplicaSet", &format!("Scaled up replica set {rs_name} from 0 to {replicas}"), events);
+                self.event(
+                    &deployment,
+                    "ScalingReplicaSet",
+                    &format!("Scaled up replica set {rs_name} from 0 to {replicas}"),
+                    events,
+                );
             }
         }
         let mut status = json!({
@@ -720,7 +838,12 @@ impl Store {
             ],
         });
         if replicas == 0 {
-            for field in ["replicas", "updatedReplicas", "readyReplicas", "availableReplicas"] {
+            for field in [
+                "replicas",
+                "updatedReplicas",
+                "readyReplicas",
+                "availableReplicas",
+            ] {
                 if let Some(map) = status.as_object_mut() {
                     map.remove(field);
                 }
@@ -729,7 +852,13 @@ impl Store {
         self.set_status(res("deployments", "apps"), &deployment, status, events);
     }
 
-    fn set_status(&mut self, resource: &'static ResourceType, object: &Value, status: Value, events: &mut Vec<WatchEvent>) {
+    fn set_status(
+        &mut self,
+        resource: &'static ResourceType,
+        object: &Value,
+        status: Value,
+        events: &mut Vec<WatchEvent>,
+    ) {
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or("");
         let Some(current) = self.get(resource, namespace, name_of(object)).cloned() else {
             return;
@@ -742,9 +871,17 @@ impl Store {
         }
     }
 
-    fn reconcile_pods(&mut self, resource: &'static ResourceType, owner: Value, events: &mut Vec<WatchEvent>) {
+    fn reconcile_pods(
+        &mut self,
+        resource: &'static ResourceType,
+        owner: Value,
+        events: &mut Vec<WatchEvent>,
+    ) {
         let pods = res("pods", "");
-        let namespace = owner["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
+        let namespace = owner["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let uid = owner["metadata"]["uid"].as_str().unwrap_or("").to_owned();
         let replicas = replicas_of(&owner);
         let mut current: Vec<Value> = self
@@ -752,7 +889,11 @@ impl Store {
             .into_iter()
             .filter(|pod| owned_by(pod, &uid))
             .collect();
-        current.sort_by(|a, b| a["metadata"]["creationTimestamp"].as_str().cmp(&b["metadata"]["creationTimestamp"].as_str()));
+        current.sort_by(|a, b| {
+            a["metadata"]["creationTimestamp"]
+                .as_str()
+                .cmp(&b["metadata"]["creationTimestamp"].as_str())
+        });
         let count = i64::try_from(current.len()).unwrap_or(i64::MAX);
         if count > replicas {
             let extra = usize::try_from(count - replicas).unwrap_or(0);
@@ -764,7 +905,12 @@ impl Store {
             let pod_name = format!("{}-{}", name_of(&owner), random_suffix(5));
             let pod = self.make_pod(&namespace, &pod_name, &owner);
             self.put(pods, pod.clone(), events);
-            self.event(&pod, "Scheduled", &format!("Successfully assigned {namespace}/{pod_name} to sandbox-node"), events);
+            self.event(
+                &pod,
+                "Scheduled",
+                &format!("Successfully assigned {namespace}/{pod_name} to sandbox-node"),
+                events,
+            );
         }
         let mut status = json!({
             "replicas": replicas,
@@ -774,16 +920,23 @@ impl Store {
             "observedGeneration": owner["metadata"]["generation"],
         });
         if replicas == 0 {
-            status = json!({ "replicas": 0, "observedGeneration": owner["metadata"]["generation"] });
+            status =
+                json!({ "replicas": 0, "observedGeneration": owner["metadata"]["generation"] });
         }
         self.set_status(resource, &owner, status, events);
     }
 
     fn reconcile_stateful_set(&mut self, stateful_set: Value, events: &mut Vec<WatchEvent>) {
         let pods = res("pods", "");
-        let namespace = stateful_set["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
+        let namespace = stateful_set["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let name = name_of(&stateful_set).to_owned();
-        let uid = stateful_set["metadata"]["uid"].as_str().unwrap_or("").to_owned();
+        let uid = stateful_set["metadata"]["uid"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         let replicas = replicas_of(&stateful_set);
         for pod in self.list_in(pods, &namespace) {
             if !owned_by(&pod, &uid) {
@@ -801,7 +954,12 @@ impl Store {
             if self.get(pods, &namespace, &pod_name).is_none() {
                 let pod = self.make_pod(&namespace, &pod_name, &stateful_set);
                 self.put(pods, pod.clone(), events);
-                self.event(&pod, "Scheduled", &format!("Successfully assigned {namespace}/{pod_name} to sandbox-node"), events);
+                self.event(
+                    &pod,
+                    "Scheduled",
+                    &format!("Successfully assigned {namespace}/{pod_name} to sandbox-node"),
+                    events,
+                );
             }
         }
         let revision = format!("{name}-{}", hash_suffix(&stateful_set["spec"]["template"]));
@@ -886,7 +1044,10 @@ impl Store {
     }
 
     fn event(&mut self, object: &Value, reason: &str, message: &str, events: &mut Vec<WatchEvent>) {
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("default").to_owned();
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_owned();
         let serial = self.next_serial();
         let name = format!("{}.{:016x}", name_of(object), serial);
         let timestamp = now();
@@ -928,7 +1089,9 @@ fn owner_ref(owner: &Value) -> Value {
 fn check_type(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {
     let api_version = object["apiVersion"].as_str().unwrap_or("");
     let kind = object["kind"].as_str().unwrap_or("");
-    if (!api_version.is_empty() && api_version != resource.api_version()) || (!kind.is_empty() && kind != resource.kind) {
+    if (!api_version.is_empty() && api_version != resource.api_version())
+        || (!kind.is_empty() && kind != resource.kind)
+    {
         return Err(ApiError::bad_request(format!(
             "the API version in the data ({api_version}) and kind ({kind}) do not match the resource {} ({})",
             resource.qualified(),
@@ -939,7 +1102,10 @@ fn check_type(resource: &ResourceType, object: &Value) -> Result<(), ApiError> {
 }
 
 fn set_managed(metadata: &mut Value, manager: &str, operation: &str, api_version: &str) {
-    let mut entries: Vec<Value> = metadata["managedFields"].as_array().cloned().unwrap_or_default();
+    let mut entries: Vec<Value> = metadata["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     entries.retain(|entry| !(entry["manager"] == manager && entry["operation"] == operation));
     entries.push(json!({
         "manager": manager,
@@ -989,13 +1155,17 @@ fn apply_patch(
     body: &[u8],
     previous_apply: Option<&Value>,
 ) -> Result<(Value, Option<Value>), ApiError> {
-    let bad_body = |error: &dyn std::fmt::Display| ApiError::bad_request(format!("error decoding patch: {error}"));
+    let bad_body = |error: &dyn std::fmt::Display| {
+        ApiError::bad_request(format!("error decoding patch: {error}"))
+    };
     match kind {
         PatchKind::Json => {
-            let operations: json_patch::Patch = serde_json::from_slice(body).map_err(|error| bad_body(&error))?;
+            let operations: json_patch::Patch =
+                serde_json::from_slice(body).map_err(|error| bad_body(&error))?;
             let mut patched = current.clone();
-            json_patch::patch(&mut patched, &operations)
-                .map_err(|error| ApiError::unprocessable_patch(resource, name, &error.to_string()))?;
+            json_patch::patch(&mut patched, &operations).map_err(|error| {
+                ApiError::unprocessable_patch(resource, name, &error.to_string())
+            })?;
             Ok((patched, None))
         }
         PatchKind::Merge => {
@@ -1027,7 +1197,9 @@ pub fn parse_apply_body(body: &[u8]) -> Result<Value, ApiError> {
     let value: Value = serde_yaml::from_slice(body)
         .map_err(|error| ApiError::bad_request(format!("error decoding YAML: {error}")))?;
     if !value.is_object() {
-        return Err(ApiError::bad_request("an apply configuration must be an object"));
+        return Err(ApiError::bad_request(
+            "an apply configuration must be an object",
+        ));
     }
     Ok(value)
 }
@@ -1053,7 +1225,13 @@ impl KubeState {
             let mut events = Vec::new();
             for namespace in ["default", "kube-system", "kube-public"] {
                 let object = store
-                    .admit_new(res("namespaces", ""), "", json!({ "metadata": { "name": namespace } }), "ankus-sandbox", "Update")
+                    .admit_new(
+                        res("namespaces", ""),
+                        "",
+                        json!({ "metadata": { "name": namespace } }),
+                        "ankus-sandbox",
+                        "Update",
+                    )
                     .expect("the built-in namespaces are valid");
                 store.put(res("namespaces", ""), object, &mut events);
             }
@@ -1077,7 +1255,12 @@ impl KubeState {
     }
 
     /// One object.
-    pub fn get(&self, resource: &'static ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    pub fn get(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         lock(&self.store)
             .get(resource, namespace, name)
             .cloned()
@@ -1086,14 +1269,24 @@ impl KubeState {
 
     /// Objects of a kind in a namespace (or everywhere with `None`) matching `selectors`, and
     /// the resourceVersion of the list.
-    pub fn list(&self, resource: &'static ResourceType, namespace: Option<&str>, selectors: &Selectors) -> (Vec<Value>, u64) {
+    pub fn list(
+        &self,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
+        selectors: &Selectors,
+    ) -> (Vec<Value>, u64) {
         let store = lock(&self.store);
-        let prefix = format!("{}/{}/{}", resource.group, resource.version, resource.plural);
+        let prefix = format!(
+            "{}/{}/{}",
+            resource.group, resource.version, resource.plural
+        );
         let items = store
             .objects
             .iter()
             .filter(|(key, _)| key.resource == prefix)
-            .filter(|(key, _)| namespace.is_none_or(|namespace| !resource.namespaced || key.namespace == namespace))
+            .filter(|(key, _)| {
+                namespace.is_none_or(|namespace| !resource.namespaced || key.namespace == namespace)
+            })
             .map(|(_, object)| object)
             .filter(|object| selectors.matches(object))
             .cloned()
@@ -1103,22 +1296,34 @@ impl KubeState {
 
     /// Starts a watch: the events to send first (the current objects as `ADDED` when `since`
     /// is absent or 0, otherwise the history after `since`) and a receiver of later changes.
-    pub fn watch(&self, resource: &'static ResourceType, namespace: Option<&str>, since: Option<u64>) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>), ApiError> {
+    pub fn watch(
+        &self,
+        resource: &'static ResourceType,
+        namespace: Option<&str>,
+        since: Option<u64>,
+    ) -> Result<(Vec<WatchEvent>, broadcast::Receiver<WatchEvent>), ApiError> {
         let store = lock(&self.store);
         let receiver = self.events.subscribe();
         let in_scope = |event: &WatchEvent| {
             std::ptr::eq(event.resource, resource)
-                && namespace.is_none_or(|namespace| !resource.namespaced || event.namespace() == namespace)
+                && namespace
+                    .is_none_or(|namespace| !resource.namespaced || event.namespace() == namespace)
         };
         let backlog = match since {
             None | Some(0) => {
-                let prefix = format!("{}/{}/{}", resource.group, resource.version, resource.plural);
+                let prefix = format!(
+                    "{}/{}/{}",
+                    resource.group, resource.version, resource.plural
+                );
                 store
                     .objects
                     .iter()
                     .filter(|(key, _)| key.resource == prefix)
                     .map(|(_, object)| WatchEvent {
-                        revision: object["metadata"]["resourceVersion"].as_str().and_then(|rv| rv.parse().ok()).unwrap_or(0),
+                        revision: object["metadata"]["resourceVersion"]
+                            .as_str()
+                            .and_then(|rv| rv.parse().ok())
+                            .unwrap_or(0),
                         event_type: "ADDED",
                         resource,
                         object: object.clone(),
@@ -1139,7 +1344,11 @@ impl KubeState {
 
     /// Runs `operation` under the lock, then publishes its events, lets observers react and
     /// calls hooks, in that order.
-    async fn write<T>(&self, namespace_hint: Option<&str>, operation: impl FnOnce(&mut Store, &mut Vec<WatchEvent>) -> Result<T, ApiError>) -> Result<T, ApiError> {
+    async fn write<T>(
+        &self,
+        namespace_hint: Option<&str>,
+        operation: impl FnOnce(&mut Store, &mut Vec<WatchEvent>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
         let (result, events, hook_calls) = {
             let mut store = lock(&self.store);
             let mut events = Vec::new();
@@ -1180,7 +1389,9 @@ impl KubeState {
         for call in hook_calls {
             for hook in &hooks {
                 match &call {
-                    HookCall::Deployed(namespace, deployment) => hook.pachd_deployed(namespace, deployment),
+                    HookCall::Deployed(namespace, deployment) => {
+                        hook.pachd_deployed(namespace, deployment)
+                    }
                     HookCall::Stopped(namespace) => hook.pachd_stopped(namespace),
                 }
             }
@@ -1189,8 +1400,18 @@ impl KubeState {
     }
 
     /// Creates an object (POST).
-    pub async fn create(&self, resource: &'static ResourceType, namespace: &str, object: Value, options: &WriteOptions) -> Result<Value, ApiError> {
-        let manager = if options.field_manager.is_empty() { "unknown" } else { options.field_manager.as_str() };
+    pub async fn create(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let manager = if options.field_manager.is_empty() {
+            "unknown"
+        } else {
+            options.field_manager.as_str()
+        };
         let dry_run = options.dry_run;
         self.write(Some(namespace), |store, events| {
             let admitted = store.admit_new(resource, namespace, object, manager, "Update")?;
@@ -1203,15 +1424,27 @@ impl KubeState {
     }
 
     /// Replaces an object (PUT), with a resourceVersion precondition when the body has one.
-    pub async fn update(&self, resource: &'static ResourceType, namespace: &str, name: &str, object: Value, options: &WriteOptions) -> Result<Value, ApiError> {
-        let manager = if options.field_manager.is_empty() { "unknown" } else { options.field_manager.as_str() };
+    pub async fn update(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let manager = if options.field_manager.is_empty() {
+            "unknown"
+        } else {
+            options.field_manager.as_str()
+        };
         let dry_run = options.dry_run;
         self.write(Some(namespace), |store, events| {
             let old = store
                 .get(resource, namespace, name)
                 .cloned()
                 .ok_or_else(|| ApiError::not_found(resource, name))?;
-            let admitted = store.admit_update(resource, namespace, name, &old, object, manager, "Update")?;
+            let admitted =
+                store.admit_update(resource, namespace, name, &old, object, manager, "Update")?;
             if dry_run || admitted == old {
                 return Ok(admitted);
             }
@@ -1221,10 +1454,22 @@ impl KubeState {
     }
 
     /// Patches an object; server-side apply creates it when it does not exist.
-    pub async fn patch(&self, resource: &'static ResourceType, namespace: &str, name: &str, kind: PatchKind, body: &[u8], options: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn patch(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        kind: PatchKind,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let manager = if options.field_manager.is_empty() {
             match kind {
-                PatchKind::Apply => return Err(ApiError::bad_request("fieldManager is required for apply requests")),
+                PatchKind::Apply => {
+                    return Err(ApiError::bad_request(
+                        "fieldManager is required for apply requests",
+                    ));
+                }
                 _ => "unknown",
             }
         } else {
@@ -1238,21 +1483,36 @@ impl KubeState {
                     return Err(ApiError::not_found(resource, name));
                 }
                 let mut applied = parse_apply_body(body)?;
-                if applied["metadata"]["name"].as_str().is_some_and(|given| given != name) {
-                    return Err(ApiError::bad_request("the name of the object does not match the name on the URL"));
+                if applied["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|given| given != name)
+                {
+                    return Err(ApiError::bad_request(
+                        "the name of the object does not match the name on the URL",
+                    ));
                 }
                 applied["metadata"]["name"] = name.into();
-                let admitted = store.admit_new(resource, namespace, applied.clone(), manager, "Apply")?;
+                let admitted =
+                    store.admit_new(resource, namespace, applied.clone(), manager, "Apply")?;
                 if dry_run {
                     return Ok(admitted);
                 }
                 store.applied.insert((key, manager.to_owned()), applied);
                 return Ok(store.put(resource, admitted, events));
             };
-            let previous_apply = store.applied.get(&(key.clone(), manager.to_owned())).cloned();
-            let (patched, applied) = apply_patch(resource, name, kind, &old, body, previous_apply.as_ref())?;
-            let operation = if kind == PatchKind::Apply { "Apply" } else { "Update" };
-            let admitted = store.admit_update(resource, namespace, name, &old, patched, manager, operation)?;
+            let previous_apply = store
+                .applied
+                .get(&(key.clone(), manager.to_owned()))
+                .cloned();
+            let (patched, applied) =
+                apply_patch(resource, name, kind, &old, body, previous_apply.as_ref())?;
+            let operation = if kind == PatchKind::Apply {
+                "Apply"
+            } else {
+                "Update"
+            };
+            let admitted =
+                store.admit_update(resource, namespace, name, &old, patched, manager, operation)?;
             if dry_run {
                 return Ok(admitted);
             }
@@ -1268,11 +1528,20 @@ impl KubeState {
     }
 
     /// Deletes an object (and its dependents); returns it as it was.
-    pub async fn delete(&self, resource: &'static ResourceType, namespace: &str, name: &str, options: &WriteOptions) -> Result<Value, ApiError> {
+    pub async fn delete(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
         let dry_run = options.dry_run;
         self.write(Some(namespace), |store, events| {
             if dry_run {
-                return store.get(resource, namespace, name).cloned().ok_or_else(|| ApiError::not_found(resource, name));
+                return store
+                    .get(resource, namespace, name)
+                    .cloned()
+                    .ok_or_else(|| ApiError::not_found(resource, name));
             }
             store
                 .remove(resource, namespace, name, events)
@@ -1282,14 +1551,31 @@ impl KubeState {
     }
 
     /// The `scale` subresource of a Deployment, StatefulSet, ReplicaSet or controller.
-    pub fn get_scale(&self, resource: &'static ResourceType, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    pub fn get_scale(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Value, ApiError> {
         let object = self.get(resource, namespace, name)?;
         Ok(scale_of(resource, &object))
     }
 
     /// Changes the `scale` subresource with a patch (`kind` = Some) or a replacement Scale.
-    pub async fn write_scale(&self, resource: &'static ResourceType, namespace: &str, name: &str, kind: Option<PatchKind>, body: &[u8], options: &WriteOptions) -> Result<Value, ApiError> {
-        let manager = if options.field_manager.is_empty() { "unknown" } else { options.field_manager.as_str() };
+    pub async fn write_scale(
+        &self,
+        resource: &'static ResourceType,
+        namespace: &str,
+        name: &str,
+        kind: Option<PatchKind>,
+        body: &[u8],
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        let manager = if options.field_manager.is_empty() {
+            "unknown"
+        } else {
+            options.field_manager.as_str()
+        };
         let dry_run = options.dry_run;
         self.write(Some(namespace), |store, events| {
             let old = store
@@ -1299,7 +1585,9 @@ impl KubeState {
             let scale = scale_of(resource, &old);
             let new_scale = match kind {
                 Some(kind) => apply_patch(resource, name, kind, &scale, body, None)?.0,
-                None => serde_json::from_slice(body).map_err(|error| ApiError::bad_request(format!("error decoding Scale: {error}")))?,
+                None => serde_json::from_slice(body).map_err(|error| {
+                    ApiError::bad_request(format!("error decoding Scale: {error}"))
+                })?,
             };
             if let Some(given) = new_scale["metadata"]["resourceVersion"].as_str()
                 && !given.is_empty()
@@ -1310,11 +1598,16 @@ impl KubeState {
             let replicas = new_scale["spec"]["replicas"].clone();
             let mut updated = old.clone();
             updated["spec"]["replicas"] = replicas;
-            let admitted = store.admit_update(resource, namespace, name, &old, updated, manager, "Update")?;
+            let admitted =
+                store.admit_update(resource, namespace, name, &old, updated, manager, "Update")?;
             if dry_run {
                 return Ok(scale_of(resource, &admitted));
             }
-            let stored = if admitted == old { old } else { store.put(resource, admitted, events) };
+            let stored = if admitted == old {
+                old
+            } else {
+                store.put(resource, admitted, events)
+            };
             Ok(scale_of(resource, &stored))
         })
         .await
@@ -1322,26 +1615,55 @@ impl KubeState {
 
     /// Creates an object from inside the sandbox (seeding); errors are the API server's.
     pub async fn create_object(&self, object: Value) -> Result<Value, ApiError> {
-        let resource = resources::by_kind(object["apiVersion"].as_str().unwrap_or(""), object["kind"].as_str().unwrap_or(""))
-            .ok_or_else(ApiError::no_such_resource)?;
-        let namespace = object["metadata"]["namespace"].as_str().unwrap_or("").to_owned();
-        let options = WriteOptions { field_manager: "ankus-sandbox".to_owned(), ..WriteOptions::default() };
+        let resource = resources::by_kind(
+            object["apiVersion"].as_str().unwrap_or(""),
+            object["kind"].as_str().unwrap_or(""),
+        )
+        .ok_or_else(ApiError::no_such_resource)?;
+        let namespace = object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        let options = WriteOptions {
+            field_manager: "ankus-sandbox".to_owned(),
+            ..WriteOptions::default()
+        };
         self.create(resource, &namespace, object, &options).await
     }
 
     /// Sets a pipeline's worker count: the `pipeline-<name>-v1` ReplicationController is
     /// created when missing and its pods follow the count (0 removes them).
-    pub async fn set_pipeline_workers(&self, namespace: &str, pipeline: &str, replicas: u32, image: &str) -> Result<(), ApiError> {
+    pub async fn set_pipeline_workers(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        replicas: u32,
+        image: &str,
+    ) -> Result<(), ApiError> {
         let controllers = res("replicationcontrollers", "");
         let name = format!("pipeline-{pipeline}-v1");
         match self.get(controllers, namespace, &name) {
             Ok(_) => {
                 let body = json!({ "spec": { "replicas": replicas } }).to_string();
-                let options = WriteOptions { field_manager: "pachd".to_owned(), ..WriteOptions::default() };
-                self.patch(controllers, namespace, &name, PatchKind::Merge, body.as_bytes(), &options).await?;
+                let options = WriteOptions {
+                    field_manager: "pachd".to_owned(),
+                    ..WriteOptions::default()
+                };
+                self.patch(
+                    controllers,
+                    namespace,
+                    &name,
+                    PatchKind::Merge,
+                    body.as_bytes(),
+                    &options,
+                )
+                .await?;
             }
             Err(_) => {
-                self.create_object(super::seed::worker_controller(namespace, pipeline, replicas, image)).await?;
+                self.create_object(super::seed::worker_controller(
+                    namespace, pipeline, replicas, image,
+                ))
+                .await?;
             }
         }
         Ok(())

@@ -77,11 +77,15 @@ impl ApiError {
     pub fn invalid(resource: &ResourceType, name: &str, field: &str, problem: &str) -> Self {
         let mut body = details(resource, name);
         body["kind"] = resource.kind.into();
-        body["causes"] = json!([{ "reason": "FieldValueInvalid", "message": problem, "field": field }]);
+        body["causes"] =
+            json!([{ "reason": "FieldValueInvalid", "message": problem, "field": field }]);
         ApiError::new(
             422,
             "Invalid",
-            format!("{} \"{name}\" is invalid: {field}: {problem}", resource.kind),
+            format!(
+                "{} \"{name}\" is invalid: {field}: {problem}",
+                resource.kind
+            ),
             body,
         )
     }
@@ -90,7 +94,8 @@ impl ApiError {
     pub fn unprocessable_patch(resource: &ResourceType, name: &str, problem: &str) -> Self {
         let mut body = details(resource, name);
         body["kind"] = resource.kind.into();
-        body["causes"] = json!([{ "reason": "FieldValueInvalid", "message": problem, "field": "patch" }]);
+        body["causes"] =
+            json!([{ "reason": "FieldValueInvalid", "message": problem, "field": "patch" }]);
         ApiError::new(
             422,
             "Invalid",
@@ -123,7 +128,9 @@ impl ApiError {
         ApiError::new(
             415,
             "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type})"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type})"
+            ),
             json!({}),
         )
     }
