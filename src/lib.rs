@@ -8,5 +8,7 @@ pub mod cli;
 pub mod fsutil;
 pub mod host;
 pub mod kind;
+pub mod kube;
 pub mod proto;
 pub mod repl;
+pub mod sandbox;

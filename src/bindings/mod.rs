@@ -2,6 +2,7 @@
 //! client, pass mutations through the dry-run gate and convert errors once.
 
 pub mod backup;
+pub mod kube;
 pub mod sys;
 
 use rhai::{Engine, exported_module};
@@ -13,4 +14,6 @@ pub fn register_all(engine: &mut Engine) {
     engine.register_static_module("fs", exported_module!(sys::fs_api).into());
     backup::register_types(engine);
     engine.register_static_module("backup", exported_module!(backup::backup_api).into());
+    engine.register_static_module("kube", exported_module!(kube::kube_api).into());
+    kube::register_types(engine);
 }

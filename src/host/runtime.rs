@@ -23,10 +23,18 @@ pub enum Interrupted {
     Timeout(Duration),
 }
 
+/// Picks rustls' crypto backend for the process. Both backends end up in the dependency graph
+/// (object_store pulls aws-lc-rs, kube and tonic use ring), so rustls cannot choose by itself.
+pub fn install_crypto_provider() {
+    // Fails only when a provider is installed already, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// The process-wide runtime, created on first use.
 pub fn handle() -> Handle {
     RUNTIME
         .get_or_init(|| {
+            install_crypto_provider();
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(4)
                 .thread_name("ankus-io")

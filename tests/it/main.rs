@@ -3,4 +3,5 @@
 
 mod backup;
 mod host;
+mod kube;
 mod support;

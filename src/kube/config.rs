@@ -1,0 +1,66 @@
+//! Which kubeconfig to read and what is in it: an explicit path, then the sandbox's, then
+//! `KUBECONFIG`, then `~/.kube/config`; in-cluster configuration when none exists.
+
+use std::path::{Path, PathBuf};
+
+use kube::config::Kubeconfig;
+
+use super::error::KubeError;
+
+/// The kubeconfig file to use: `explicit`, else `preset` (the sandbox's), else the first
+/// existing file of `KUBECONFIG`, else `~/.kube/config` when it exists.
+pub fn kubeconfig_path(explicit: Option<&Path>, preset: Option<&Path>) -> Option<PathBuf> {
+    if let Some(path) = explicit.or(preset) {
+        return Some(path.to_path_buf());
+    }
+    if let Some(paths) = std::env::var_os("KUBECONFIG")
+        && let Some(found) = std::env::split_paths(&paths).find(|path| path.is_file())
+    {
+        return Some(found);
+    }
+    let home = dirs::home_dir()?.join(".kube").join("config");
+    home.is_file().then_some(home)
+}
+
+/// Reads a kubeconfig file.
+pub fn read(path: &Path) -> Result<Kubeconfig, KubeError> {
+    Kubeconfig::read_from(path).map_err(|error| KubeError::Config {
+        path: path.display().to_string(),
+        message: crate::kind::chain_text(&error),
+    })
+}
+
+/// The contexts of a kubeconfig, in file order.
+pub fn contexts(config: &Kubeconfig) -> Vec<String> {
+    config
+        .contexts
+        .iter()
+        .map(|context| context.name.clone())
+        .collect()
+}
+
+/// The namespace a context names, if any.
+pub fn context_namespace(config: &Kubeconfig, context: &str) -> Option<String> {
+    config
+        .contexts
+        .iter()
+        .find(|named| named.name == context)
+        .and_then(|named| named.context.as_ref())
+        .and_then(|context| context.namespace.clone())
+}
+
+/// The server URL of a context, if the kubeconfig names one.
+pub fn context_server(config: &Kubeconfig, context: &str) -> Option<String> {
+    let cluster_name = config
+        .contexts
+        .iter()
+        .find(|named| named.name == context)
+        .and_then(|named| named.context.as_ref())
+        .map(|context| context.cluster.clone())?;
+    config
+        .clusters
+        .iter()
+        .find(|cluster| cluster.name == cluster_name)
+        .and_then(|cluster| cluster.cluster.as_ref())
+        .and_then(|cluster| cluster.server.clone())
+}

@@ -1,0 +1,21 @@
+//! The emulated Kubernetes API server: the API subset kubectl and the `kube` bindings use,
+//! the Pachyderm 1.x objects each sandbox namespace starts with, NodePorts that really listen,
+//! and hooks that start an emulated pachd when a pachd Deployment is created.
+
+pub mod kubeconfig;
+pub mod nodeport;
+pub mod patch;
+pub mod resources;
+pub mod seed;
+pub mod selector;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod table;
+
+pub use kubeconfig::{KubeconfigContext, kubeconfig_yaml, write_kubeconfig};
+pub use nodeport::{NodePortForwarder, allocate_node_addr};
+pub use seed::{PACHD_PORTS, SeedSpec};
+pub use server::serve;
+pub use state::{DeploymentHooks, KubeState, StateObserver, WatchEvent};
+pub use status::ApiError;
