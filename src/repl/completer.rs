@@ -93,7 +93,10 @@ impl RhaiCompleter {
             let opener = before[..quote].trim_end();
             if opener.ends_with("connect(") {
                 let options = self.host.options();
-                let names = contexts::all(options.pach_config.as_deref(), options.kubeconfig.as_deref());
+                let names = contexts::all(
+                    options.pach_config.as_deref(),
+                    options.kubeconfig.as_deref(),
+                );
                 return (start, names.into_iter().map(Candidate::plain).collect());
             }
             return (start, Vec::new());
@@ -228,7 +231,8 @@ impl RhaiCompleter {
                 .collect();
             return (start, candidates);
         };
-        let arg_start = before.len() - rest.len() + rest.rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        let arg_start =
+            before.len() - rest.len() + rest.rfind(char::is_whitespace).map_or(0, |i| i + 1);
         let candidates = match command {
             ":run" => meta::script_names(self.host.options().scripts_dir.as_deref())
                 .into_iter()
@@ -248,7 +252,11 @@ impl RhaiCompleter {
                             .map(|name| Candidate::plain(format!("{module}::{name}"))),
                     );
                 }
-                all.extend(meta::COMMANDS.iter().map(|(name, _)| Candidate::plain(*name)));
+                all.extend(
+                    meta::COMMANDS
+                        .iter()
+                        .map(|(name, _)| Candidate::plain(*name)),
+                );
                 all
             }
             ":dry-run" => ["on", "off"].into_iter().map(Candidate::plain).collect(),
@@ -283,7 +291,11 @@ fn path_candidates(typed: &str) -> Vec<Candidate> {
         Some(slash) => (&typed[..=slash], &typed[slash + 1..]),
         None => ("", typed),
     };
-    let listed = if dir.is_empty() { Path::new(".") } else { Path::new(dir) };
+    let listed = if dir.is_empty() {
+        Path::new(".")
+    } else {
+        Path::new(dir)
+    };
     let Ok(entries) = std::fs::read_dir(listed) else {
         return Vec::new();
     };
@@ -337,8 +349,12 @@ impl Completer for RhaiCompleter {
                 ..Suggestion::default()
             })
             .collect();
-        let prefix = common_prefix(suggestions.iter().map(|suggestion| suggestion.value.as_str()));
-        let partial = (prefix.len() > typed.len()).then(|| Partial {
+        let prefix = common_prefix(
+            suggestions
+                .iter()
+                .map(|suggestion| suggestion.value.as_str()),
+        );
+        let partial = (prefix.len() > typed.len()).then_some(Partial {
             span,
             insert: prefix,
         });

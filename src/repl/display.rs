@@ -2,7 +2,7 @@
 //! `to_map()`), maps and nested data as indented JSON-like text, anything else as its
 //! `to_debug`; long output is cut with a count of what was left out.
 
-use rhai::{Array, AST, CallFnOptions, Dynamic, Engine, Map, Scope};
+use rhai::{AST, Array, CallFnOptions, Dynamic, Engine, Map, Scope};
 
 use crate::host::convert::to_json_in;
 
@@ -126,7 +126,10 @@ fn table(engine: &Engine, rows: &[Map], limit: Option<usize>) -> String {
                 .collect()
         })
         .collect();
-    let mut widths: Vec<usize> = columns.iter().map(|column| column.chars().count()).collect();
+    let mut widths: Vec<usize> = columns
+        .iter()
+        .map(|column| column.chars().count())
+        .collect();
     for row in &cells {
         for (width, text) in widths.iter_mut().zip(row) {
             *width = (*width).max(text.chars().count());
@@ -182,15 +185,24 @@ mod tests {
         let engine = engine();
         let value: Dynamic = engine.eval("#{ name: \"a\", sizes: [1, 2] }").expect("map");
         let text = render(&engine, &value, None).expect("shown");
-        assert!(text.starts_with("{\n  \"name\": \"a\",\n  \"sizes\": ["), "{text}");
+        assert!(
+            text.starts_with("{\n  \"name\": \"a\",\n  \"sizes\": ["),
+            "{text}"
+        );
     }
 
     #[test]
     fn unit_prints_nothing_and_scalars_print_as_debug() {
         let engine = engine();
         assert_eq!(render(&engine, &Dynamic::UNIT, None), None);
-        assert_eq!(render(&engine, &Dynamic::from("x"), None).as_deref(), Some("\"x\""));
-        assert_eq!(render(&engine, &Dynamic::from(3_i64), None).as_deref(), Some("3"));
+        assert_eq!(
+            render(&engine, &Dynamic::from("x"), None).as_deref(),
+            Some("\"x\"")
+        );
+        assert_eq!(
+            render(&engine, &Dynamic::from(3_i64), None).as_deref(),
+            Some("3")
+        );
     }
 
     #[test]
@@ -207,7 +219,10 @@ mod tests {
     #[test]
     fn arrays_of_typed_objects_are_tables() {
         let engine = engine();
-        let dump = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/pachd-1.11-auth.dump");
+        let dump = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/pachd-1.11-auth.dump"
+        );
         let script = format!(
             "let ops = []; for op in backup::open({dump:?}) {{ ops.push(op); if ops.len() == 3 {{ break; }} }} ops"
         );

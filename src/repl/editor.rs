@@ -48,9 +48,10 @@ pub fn build(engine: Arc<Engine>) -> anyhow::Result<Reedline> {
         // Lines starting with a space stay out of the history (secrets).
         .with_history_exclusion_prefix(Some(" ".to_owned()));
     if let Some(path) = history_path() {
-        let history = FileBackedHistory::with_file(HISTORY_SIZE, path.clone()).map_err(|error| {
-            anyhow::anyhow!("cannot open history file {}: {error}", path.display())
-        })?;
+        let history =
+            FileBackedHistory::with_file(HISTORY_SIZE, path.clone()).map_err(|error| {
+                anyhow::anyhow!("cannot open history file {}: {error}", path.display())
+            })?;
         editor = editor.with_history(Box::new(history));
     }
     Ok(editor)
@@ -76,10 +77,7 @@ impl Prompt for ReplPrompt {
         Cow::Borrowed("  ... ")
     }
 
-    fn render_prompt_history_search_indicator(
-        &self,
-        search: PromptHistorySearch,
-    ) -> Cow<'_, str> {
+    fn render_prompt_history_search_indicator(&self, search: PromptHistorySearch) -> Cow<'_, str> {
         let prefix = match search.status {
             PromptHistorySearchStatus::Passing => "",
             PromptHistorySearchStatus::Failing => "failing ",

@@ -90,7 +90,8 @@ pub fn tokens(line: &str, names: &Names) -> Vec<(Token, String)> {
             index = index.min(chars.len());
             push(Token::Str, start, index);
         } else if ch.is_ascii_digit() {
-            while at(index).is_some_and(|next| next.is_ascii_alphanumeric() || next == '_' || next == '.')
+            while at(index)
+                .is_some_and(|next| next.is_ascii_alphanumeric() || next == '_' || next == '.')
             {
                 // `1..5` is a range, not a float.
                 if at(index) == Some('.') && at(index + 1) == Some('.') {
@@ -184,7 +185,10 @@ mod tests {
     #[test]
     fn ranges_are_not_floats_and_meta_commands_stand_out() {
         let tokens = tokens("for i in 0..5 {}", &names());
-        assert!(tokens.contains(&(Token::Number, "0".to_owned())), "{tokens:?}");
+        assert!(
+            tokens.contains(&(Token::Number, "0".to_owned())),
+            "{tokens:?}"
+        );
         let meta = super::tokens(":help sleep", &names());
         assert_eq!(meta[0], (Token::Meta, ":help".to_owned()));
     }

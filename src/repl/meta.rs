@@ -16,14 +16,23 @@ use crate::host::sources;
 
 /// Every meta-command with a one-line description.
 pub const COMMANDS: &[(&str, &str)] = &[
-    (":help", "[NAME]  a function's doc and example, or this list"),
+    (
+        ":help",
+        "[NAME]  a function's doc and example, or this list",
+    ),
     (":vars", "the variables defined so far, with their types"),
     (":fns", "the functions defined in this session"),
     (":load", "FILE  evaluate a file into this session"),
-    (":run", "SCRIPT [KEY=VALUE...]  run a bundled or file script"),
+    (
+        ":run",
+        "SCRIPT [KEY=VALUE...]  run a bundled or file script",
+    ),
     (":dry-run", "on|off  record changes instead of making them"),
     (":plan", "what the dry run would have changed so far"),
-    (":save", "FILE  write this session's successful lines as a script"),
+    (
+        ":save",
+        "FILE  write this session's successful lines as a script",
+    ),
     (":quit", "leave the REPL (Ctrl-D too)"),
 ];
 
@@ -50,9 +59,15 @@ impl MetaOutput {
         }
     }
 
-    fn from_eval(engine: &Engine, outcome: Result<rhai::Dynamic, String>, limit: Option<usize>) -> Self {
+    fn from_eval(
+        engine: &Engine,
+        outcome: Result<rhai::Dynamic, String>,
+        limit: Option<usize>,
+    ) -> Self {
         match outcome {
-            Ok(value) => MetaOutput::text(display::render(engine, &value, limit).unwrap_or_default()),
+            Ok(value) => {
+                MetaOutput::text(display::render(engine, &value, limit).unwrap_or_default())
+            }
             Err(rendered) => MetaOutput::error(rendered),
         }
     }
@@ -152,7 +167,12 @@ fn help(session: &Session, name: &str) -> MetaOutput {
 fn vars(session: &Session) -> MetaOutput {
     let engine = session.engine();
     let mut text = String::new();
+    // Newest first, so a shadowed variable shows its current value only.
+    let mut entries = BTreeMap::new();
     for (name, constant, value) in session.scope().iter_raw() {
+        entries.entry(name).or_insert((constant, value));
+    }
+    for (name, (constant, value)) in entries {
         let mut preview = display::to_debug(engine, value).replace('\n', " ");
         if preview.chars().count() > 60 {
             preview = format!("{}…", preview.chars().take(59).collect::<String>());
@@ -175,7 +195,9 @@ fn fns(session: &Session) -> MetaOutput {
         .collect();
     lines.sort();
     if lines.is_empty() {
-        return MetaOutput::text("no functions defined yet (:help lists the built-in ones by name)");
+        return MetaOutput::text(
+            "no functions defined yet (:help lists the built-in ones by name)",
+        );
     }
     MetaOutput::text(lines.join("\n"))
 }
@@ -231,7 +253,9 @@ fn run(session: &Session, rest: &str, limit: Option<usize>) -> MetaOutput {
     let host = session.host();
     let script = match sources::find_script(name, host.options().scripts_dir.as_deref()) {
         Ok(script) => script,
-        Err(error) => return MetaOutput::error(format!("error: {}", crate::kind::chain_text(&error))),
+        Err(error) => {
+            return MetaOutput::error(format!("error: {}", crate::kind::chain_text(&error)));
+        }
     };
     let mut options = host.options().clone();
     options.args = args;
@@ -263,7 +287,8 @@ fn save(session: &Session, path: &Path) -> MetaOutput {
     for entry in session.successful_lines() {
         let entry = entry.trim_end();
         script.push_str(entry);
-        if !(entry.ends_with(';') || entry.ends_with('}')) {
+        // Rhai accepts a stray `;` after a block, so every entry can be terminated the same way.
+        if !entry.ends_with(';') {
             script.push(';');
         }
         script.push('\n');
@@ -272,10 +297,17 @@ fn save(session: &Session, path: &Path) -> MetaOutput {
         Ok(()) => MetaOutput::text(format!(
             "saved {} entr{} to {}",
             session.successful_lines().len(),
-            if session.successful_lines().len() == 1 { "y" } else { "ies" },
+            if session.successful_lines().len() == 1 {
+                "y"
+            } else {
+                "ies"
+            },
             path.display()
         )),
-        Err(error) => MetaOutput::error(format!("error: failed to write {}: {error}", path.display())),
+        Err(error) => MetaOutput::error(format!(
+            "error: failed to write {}: {error}",
+            path.display()
+        )),
     }
 }
 
@@ -286,7 +318,10 @@ pub fn script_names(override_dir: Option<&Path>) -> Vec<String> {
         .iter()
         .map(|(name, _)| (*name).to_owned())
         .collect();
-    let mut dirs: Vec<PathBuf> = override_dir.map(|dir| dir.join("scripts")).into_iter().collect();
+    let mut dirs: Vec<PathBuf> = override_dir
+        .map(|dir| dir.join("scripts"))
+        .into_iter()
+        .collect();
     dirs.push(PathBuf::from("scripts"));
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {

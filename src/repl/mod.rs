@@ -40,16 +40,13 @@ pub struct Prelude {
 
 /// Runs the REPL until `:quit`, Ctrl-D or the end of piped input. Returns the exit code.
 pub fn run(host: &Arc<HostCtx>, engine: Engine, prelude: Prelude) -> anyhow::Result<u8> {
-    let mut session = Session::new(host.clone(), engine);
-    for (name, value) in prelude.vars {
-        session.push_var(&name, value);
-    }
     if std::io::stdin().is_terminal() {
-        return run_terminal(&mut session, &prelude.banner);
+        return run_terminal(&mut start(host, engine, &prelude), &prelude.banner);
     }
     let outcome = run_piped(
-        &mut session,
-        &prelude.banner,
+        host,
+        engine,
+        prelude,
         std::io::stdin().lock(),
         &mut std::io::stdout(),
         &mut std::io::stderr(),
@@ -61,6 +58,14 @@ pub fn run(host: &Arc<HostCtx>, engine: Engine, prelude: Prelude) -> anyhow::Res
     }
 }
 
+fn start(host: &Arc<HostCtx>, engine: Engine, prelude: &Prelude) -> Session {
+    let mut session = Session::new(host.clone(), engine);
+    for (name, value) in &prelude.vars {
+        session.push_var(name, value.clone());
+    }
+    session
+}
+
 fn run_terminal(session: &mut Session, banner: &str) -> anyhow::Result<u8> {
     let engine_names = Arc::new(EngineNames::from_engine(session.engine()));
     let mut editor = editor::build(session.shared_engine())?;
@@ -69,7 +74,10 @@ fn run_terminal(session: &mut Session, banner: &str) -> anyhow::Result<u8> {
     if !banner.is_empty() {
         writeln!(stdout, "{}", banner.trim_end())?;
     }
-    writeln!(stdout, "ankus repl: :help for commands, Tab to complete, Ctrl-D to leave")?;
+    writeln!(
+        stdout,
+        "ankus repl: :help for commands, Tab to complete, Ctrl-D to leave"
+    )?;
     loop {
         let names = Arc::new(Names::snapshot(engine_names.clone(), session));
         editor = editor
@@ -98,17 +106,19 @@ fn run_terminal(session: &mut Session, banner: &str) -> anyhow::Result<u8> {
 }
 
 /// Reads entries from `input` without a line editor: lines continue while the entry is
-/// incomplete. The banner goes to `err` so `out` holds only results. Returns 1 when any
-/// entry failed.
+/// incomplete. The banner goes to `err` so `out` holds only results (script `print`s go to
+/// the host's sink). Returns 1 when any entry failed.
 pub fn run_piped(
-    session: &mut Session,
-    banner: &str,
+    host: &Arc<HostCtx>,
+    engine: Engine,
+    prelude: Prelude,
     input: impl BufRead,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> std::io::Result<u8> {
-    if !banner.is_empty() {
-        writeln!(err, "{}", banner.trim_end())?;
+    let session = &mut start(host, engine, &prelude);
+    if !prelude.banner.is_empty() {
+        writeln!(err, "{}", prelude.banner.trim_end())?;
     }
     let mut pending = String::new();
     let mut failed = false;

@@ -11,10 +11,41 @@ use super::session::Session;
 
 /// Rhai keywords and built-in statements offered by completion and coloured by the highlighter.
 pub const KEYWORDS: &[&str] = &[
-    "let", "const", "fn", "if", "else", "while", "loop", "for", "in", "do", "until", "break",
-    "continue", "return", "throw", "try", "catch", "import", "export", "as", "true", "false",
-    "switch", "private", "global", "this", "Fn", "call", "curry", "type_of", "print", "debug",
-    "is_def_var", "is_def_fn", "is_shared",
+    "let",
+    "const",
+    "fn",
+    "if",
+    "else",
+    "while",
+    "loop",
+    "for",
+    "in",
+    "do",
+    "until",
+    "break",
+    "continue",
+    "return",
+    "throw",
+    "try",
+    "catch",
+    "import",
+    "export",
+    "as",
+    "true",
+    "false",
+    "switch",
+    "private",
+    "global",
+    "this",
+    "Fn",
+    "call",
+    "curry",
+    "type_of",
+    "print",
+    "debug",
+    "is_def_var",
+    "is_def_fn",
+    "is_shared",
 ];
 
 /// One callable name as completion shows it.
@@ -137,10 +168,9 @@ impl EngineNames {
     pub fn from_metadata(metadata: &serde_json::Value) -> Self {
         let mut names = EngineNames::default();
         for custom in metadata["customTypes"].as_array().into_iter().flatten() {
-            if let (Some(type_name), Some(display)) = (
-                custom["typeName"].as_str(),
-                custom["displayName"].as_str(),
-            ) {
+            if let (Some(type_name), Some(display)) =
+                (custom["typeName"].as_str(), custom["displayName"].as_str())
+            {
                 names
                     .display
                     .insert(type_key(type_name), display.to_owned());
@@ -247,11 +277,12 @@ pub struct Names {
 impl Names {
     /// A snapshot of `session` on top of the engine's names.
     pub fn snapshot(engine: Arc<EngineNames>, session: &Session) -> Self {
-        let vars = session
-            .scope()
-            .iter_raw()
-            .map(|(name, _, value)| (name.to_owned(), type_key(value.type_name())))
-            .collect();
+        // The scope lists newest first; a shadowed variable keeps its newest type.
+        let mut vars = BTreeMap::new();
+        for (name, _, value) in session.scope().iter_raw() {
+            vars.entry(name.to_owned())
+                .or_insert_with(|| type_key(value.type_name()));
+        }
         let script_fns = session
             .functions()
             .iter_functions()
@@ -286,7 +317,10 @@ mod tests {
 
     #[test]
     fn return_types_lose_their_result_wrapper() {
-        assert_eq!(return_key("BindingResult<Backup>").as_deref(), Some("Backup"));
+        assert_eq!(
+            return_key("BindingResult<Backup>").as_deref(),
+            Some("Backup")
+        );
         assert_eq!(
             return_key("Result<Map, Box<EvalAltResult>>").as_deref(),
             Some("map")

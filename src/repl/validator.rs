@@ -91,7 +91,10 @@ mod tests {
             ":help sleep",
             "fn f(a) {\n  a + 1\n}",
         ] {
-            assert!(!is_incomplete(&engine, input), "{input:?} should be complete");
+            assert!(
+                !is_incomplete(&engine, input),
+                "{input:?} should be complete"
+            );
         }
     }
 }

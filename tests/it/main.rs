@@ -3,4 +3,5 @@
 
 mod backup;
 mod host;
+mod repl;
 mod support;
