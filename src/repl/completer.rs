@@ -120,18 +120,29 @@ impl RhaiCompleter {
             let Some(type_key) = self.receiver_type(receiver) else {
                 return (start, Vec::new());
             };
+            let variable_start = word_start(receiver);
+            let is_variable = !receiver[..variable_start].ends_with(['.', ':']);
             let mut candidates: Vec<Candidate> = names
-                .engine
-                .properties
-                .get(&type_key)
+                .map_keys
+                .get(&receiver[variable_start..])
+                .filter(|_| is_variable)
                 .into_iter()
                 .flatten()
-                .map(|(name, info)| Candidate {
-                    value: name.clone(),
-                    description: (!info.summary.is_empty()).then(|| info.summary.clone()),
-                    signature: Some(info.signature.clone()),
-                })
+                .map(|key| Candidate::plain(key.clone()))
                 .collect();
+            candidates.extend(
+                names
+                    .engine
+                    .properties
+                    .get(&type_key)
+                    .into_iter()
+                    .flatten()
+                    .map(|(name, info)| Candidate {
+                        value: name.clone(),
+                        description: (!info.summary.is_empty()).then(|| info.summary.clone()),
+                        signature: Some(info.signature.clone()),
+                    }),
+            );
             candidates.extend(
                 names
                     .engine
@@ -377,6 +388,12 @@ mod tests {
                 .map(|(name, type_key)| ((*name).to_owned(), (*type_key).to_owned()))
                 .collect(),
             script_fns: ["my_helper".to_owned()].into_iter().collect(),
+            map_keys: [(
+                "s".to_owned(),
+                vec!["records".to_owned(), "repos".to_owned()],
+            )]
+            .into_iter()
+            .collect(),
         };
         RhaiCompleter::new(Arc::new(names), HostCtx::new(HostOptions::default()))
     }
@@ -426,6 +443,52 @@ mod tests {
         assert_eq!(values(&mut completer, ":he"), vec![":help"]);
         assert_eq!(values(&mut completer, ":dry-run o"), vec!["on", "off"]);
         assert!(values(&mut completer, ":help backup::o").contains(&"backup::open".to_owned()));
+    }
+
+    #[test]
+    fn keys_of_a_map_variable() {
+        let mut completer = completer(&[("s", "map")]);
+        assert_eq!(values(&mut completer, "s.rec"), vec!["records"]);
+        assert!(values(&mut completer, "s.").contains(&"keys(".to_owned()));
+    }
+
+    #[test]
+    fn context_names_inside_connect_and_script_names_after_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let pach = dir.path().join("pach.json");
+        std::fs::write(
+            &pach,
+            r#"{"v2":{"contexts":{"old":{},"new":{},"other":{}}}}"#,
+        )
+        .expect("write");
+        let kube = dir.path().join("kube.yaml");
+        std::fs::write(&kube, "contexts:\n- name: kind-old\n").expect("write");
+        std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+        std::fs::write(dir.path().join("scripts/migrate.rhai"), "1").expect("write");
+        let host = HostCtx::new(HostOptions {
+            pach_config: Some(pach),
+            kubeconfig: Some(kube),
+            scripts_dir: Some(dir.path().to_path_buf()),
+            ..HostOptions::default()
+        });
+        let engine = crate::host::engine::metadata_engine();
+        let names = Names {
+            engine: Arc::new(EngineNames::from_engine(&engine)),
+            vars: Default::default(),
+            script_fns: Default::default(),
+            map_keys: Default::default(),
+        };
+        let mut completer = RhaiCompleter::new(Arc::new(names), host);
+        assert_eq!(
+            values(&mut completer, "let c = pachd::connect(\"o"),
+            vec!["old", "other"]
+        );
+        assert_eq!(
+            values(&mut completer, "kube::connect(\"kind"),
+            vec!["kind-old"]
+        );
+        assert!(values(&mut completer, "print(\"o").is_empty());
+        assert_eq!(values(&mut completer, ":run mig"), vec!["migrate"]);
     }
 
     #[test]

@@ -159,6 +159,7 @@ mod tests {
             )),
             vars: Default::default(),
             script_fns: Default::default(),
+            map_keys: Default::default(),
         }
     }
 

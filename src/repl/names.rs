@@ -272,6 +272,8 @@ pub struct Names {
     pub vars: BTreeMap<String, String>,
     /// Script functions defined in the session.
     pub script_fns: BTreeSet<String>,
+    /// Variable holding a map -> its keys (completed like properties).
+    pub map_keys: BTreeMap<String, Vec<String>>,
 }
 
 impl Names {
@@ -279,9 +281,18 @@ impl Names {
     pub fn snapshot(engine: Arc<EngineNames>, session: &Session) -> Self {
         // The scope lists newest first; a shadowed variable keeps its newest type.
         let mut vars = BTreeMap::new();
+        let mut map_keys = BTreeMap::new();
         for (name, _, value) in session.scope().iter_raw() {
-            vars.entry(name.to_owned())
-                .or_insert_with(|| type_key(value.type_name()));
+            if vars.contains_key(name) {
+                continue;
+            }
+            vars.insert(name.to_owned(), type_key(value.type_name()));
+            if let Some(map) = value.read_lock::<rhai::Map>() {
+                map_keys.insert(
+                    name.to_owned(),
+                    map.keys().map(|key| key.to_string()).collect(),
+                );
+            }
         }
         let script_fns = session
             .functions()
@@ -292,6 +303,7 @@ impl Names {
             engine,
             vars,
             script_fns,
+            map_keys,
         }
     }
 
