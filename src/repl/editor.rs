@@ -2,6 +2,7 @@
 //! hints and prompt.
 
 use std::borrow::Cow;
+use std::io::Write;
 use std::sync::Arc;
 
 use nu_ansi_term::{Color, Style};
@@ -19,7 +20,7 @@ use super::validator::RhaiValidator;
 const HISTORY_SIZE: usize = 10_000;
 
 /// Builds the editor. Completer and highlighter are attached per line by the caller.
-pub fn build(engine: Arc<Engine>) -> anyhow::Result<Reedline> {
+pub fn build(engine: Arc<Engine>) -> Reedline {
     let mut keybindings = default_emacs_keybindings();
     keybindings.add_binding(
         KeyModifiers::NONE,
@@ -47,14 +48,20 @@ pub fn build(engine: Arc<Engine>) -> anyhow::Result<Reedline> {
         .use_bracketed_paste(true)
         // Lines starting with a space stay out of the history (secrets).
         .with_history_exclusion_prefix(Some(" ".to_owned()));
+    // Without a usable history file the REPL still works; history then lasts one session.
     if let Some(path) = history_path() {
-        let history =
-            FileBackedHistory::with_file(HISTORY_SIZE, path.clone()).map_err(|error| {
-                anyhow::anyhow!("cannot open history file {}: {error}", path.display())
-            })?;
-        editor = editor.with_history(Box::new(history));
+        match FileBackedHistory::with_file(HISTORY_SIZE, path.clone()) {
+            Ok(history) => editor = editor.with_history(Box::new(history)),
+            Err(error) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: history is not saved: cannot open {}: {error}",
+                    path.display()
+                );
+            }
+        }
     }
-    Ok(editor)
+    editor
 }
 
 /// `ankus> `, with `  ...` on continuation lines.

@@ -68,7 +68,7 @@ fn start(host: &Arc<HostCtx>, engine: Engine, prelude: &Prelude) -> Session {
 
 fn run_terminal(session: &mut Session, banner: &str) -> anyhow::Result<u8> {
     let engine_names = Arc::new(EngineNames::from_engine(session.engine()));
-    let mut editor = editor::build(session.shared_engine())?;
+    let mut editor = editor::build(session.shared_engine());
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
     if !banner.is_empty() {
