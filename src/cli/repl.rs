@@ -18,5 +18,6 @@ pub fn execute(cli: &Cli, repl_args: &ReplArgs, console: &Console) -> anyhow::Re
     let host = HostCtx::new(options);
     cancel_on_ctrl_c(&host);
     let engine = build_engine(&host, &limits(&repl_args.script_options));
-    crate::repl::run(&host, engine)
+    // `--sandbox` will pass the pre-connected `old`/`new` and its banner here.
+    crate::repl::run(&host, engine, crate::repl::Prelude::default())
 }

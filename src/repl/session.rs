@@ -12,7 +12,7 @@ use crate::host::run::on_script_thread;
 /// State kept across REPL lines.
 pub struct Session {
     host: Arc<HostCtx>,
-    engine: Engine,
+    engine: Arc<Engine>,
     scope: Scope<'static>,
     functions: AST,
     imports: Vec<String>,
@@ -26,7 +26,7 @@ impl Session {
     pub fn new(host: Arc<HostCtx>, engine: Engine) -> Self {
         Session {
             host,
-            engine,
+            engine: Arc::new(engine),
             scope: Scope::new(),
             functions: AST::empty(),
             imports: Vec::new(),
@@ -39,6 +39,16 @@ impl Session {
     /// The engine lines run on.
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// The engine, shared (the line editor's validator parses with it).
+    pub fn shared_engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
+    /// Defines a variable before the first line (the sandbox's `old` and `new`).
+    pub fn push_var(&mut self, name: &str, value: Dynamic) {
+        self.scope.push_dynamic(name.to_owned(), value);
     }
 
     /// The variables defined so far.
@@ -74,23 +84,40 @@ impl Session {
     /// Whether `input` is an unfinished block, list, call or back-tick string that should
     /// continue on the next line.
     pub fn is_incomplete(&self, input: &str) -> bool {
-        is_incomplete(&self.engine, &self.scope, input)
+        super::validator::is_incomplete(&self.engine, input)
     }
 
-    /// Evaluates one entry; returns the text to show (none for `()`), or a rendered error.
-    pub fn eval_line(&mut self, input: &str) -> Result<Option<String>, String> {
-        let trimmed = input.trim();
-        if trimmed.is_empty() {
-            return Ok(None);
+    /// Evaluates one entry; returns its value, or a rendered error. Successful entries are kept
+    /// for `:save`.
+    pub fn eval_line(&mut self, input: &str) -> Result<Dynamic, String> {
+        if input.trim().is_empty() {
+            return Ok(Dynamic::UNIT);
         }
         self.line_number += 1;
         let source_name = format!("<repl:{}>", self.line_number);
+        let value = self.eval_source(input, &source_name)?;
+        self.history.push(input.to_owned());
+        Ok(value)
+    }
+
+    /// Evaluates a file's text into the session (`:load`): its functions, imports and
+    /// variables stay defined.
+    pub fn eval_file(&mut self, path: &std::path::Path) -> Result<Dynamic, String> {
+        let text = crate::host::sources::read_text(path)
+            .map_err(|error| format!("error: {}", crate::kind::chain_text(&error)))?;
+        let value = self.eval_source(&text, &path.display().to_string())?;
+        self.history
+            .push(format!("// :load {}\n{}", path.display(), text.trim_end()));
+        Ok(value)
+    }
+
+    fn eval_source(&mut self, input: &str, source_name: &str) -> Result<Dynamic, String> {
         let lookup = |_: &str| Some(input.to_owned());
         let mut ast = self
             .engine
             .compile_with_scope(&self.scope, input)
-            .map_err(|error| render_parse_error(&error, &source_name, &lookup))?;
-        ast.set_source(source_name.as_str());
+            .map_err(|error| render_parse_error(&error, source_name, &lookup))?;
+        ast.set_source(source_name);
         // Imports do not survive between lines on their own (statements are dropped), so the
         // earlier import lines run again in front of each new line; modules are cached.
         let imports = self
@@ -111,56 +138,12 @@ impl Session {
                         self.imports.push(line.trim().to_owned());
                     }
                 }
-                self.history.push(input.to_owned());
-                if value.is_unit() {
-                    Ok(None)
-                } else {
-                    Ok(Some(self.show(&value)))
-                }
+                Ok(value)
             }
             Err(error) => {
                 self.functions = functions_before;
-                Err(render_eval_error(&error, &source_name, &lookup))
+                Err(render_eval_error(&error, source_name, &lookup))
             }
         }
-    }
-
-    /// A value as the REPL shows it: the script-level `to_debug`, which typed objects define.
-    pub fn show(&self, value: &Dynamic) -> String {
-        let options = rhai::CallFnOptions::new()
-            .in_all_namespaces(true)
-            .eval_ast(false);
-        self.engine
-            .call_fn_with_options::<String>(
-                options,
-                &mut Scope::new(),
-                &AST::empty(),
-                "to_debug",
-                (value.clone(),),
-            )
-            .unwrap_or_else(|_| value.to_string())
-    }
-}
-
-/// Asks the parser whether `input` ends before its block, list, call or string does.
-pub fn is_incomplete(engine: &Engine, scope: &Scope, input: &str) -> bool {
-    let Err(error) = engine.compile_with_scope(scope, input) else {
-        return false;
-    };
-    use rhai::ParseErrorType as E;
-    let lines = input.lines().count().max(1);
-    let last_line_chars = input
-        .lines()
-        .last()
-        .map(|line| line.chars().count())
-        .unwrap_or(0);
-    let at_end = error.position().line().unwrap_or(0) >= lines
-        && error.position().position().unwrap_or(0) > last_line_chars
-        || input.ends_with('\n');
-    match error.err_type() {
-        E::UnexpectedEOF => true,
-        E::MissingToken(_, _) | E::PropertyExpected => at_end,
-        E::BadInput(rhai::LexError::UnterminatedString) => input.matches('`').count() % 2 == 1,
-        _ => false,
     }
 }

@@ -4,4 +4,5 @@
 mod backup;
 mod host;
 mod kube;
+mod repl;
 mod support;
