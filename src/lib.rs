@@ -7,5 +7,6 @@ pub mod cli;
 pub mod fsutil;
 pub mod host;
 pub mod kind;
+pub mod pachd;
 pub mod proto;
 pub mod repl;
