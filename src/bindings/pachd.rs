@@ -92,18 +92,45 @@ macro_rules! typed_value {
 
         impl CustomType for $wrapper {
             fn build(mut builder: TypeBuilder<Self>) {
-                builder.with_name($name);
+                builder.with_name($name).with_comments(&[concat!(
+                    "/// A ", $name, " returned by the `pachd` package (readonly)."
+                )]);
                 $(
-                    builder.with_get(stringify!($field), |value: &mut Self| {
-                        value.map.get(stringify!($field)).cloned().unwrap_or(Dynamic::UNIT)
-                    });
+                    builder
+                        .with_get(stringify!($field), |value: &mut Self| {
+                            value.map.get(stringify!($field)).cloned().unwrap_or(Dynamic::UNIT)
+                        })
+                        .and_comments(&[concat!(
+                            "/// The `", stringify!($field), "` of a ", $name, "."
+                        )]);
                 )*
                 builder
                     .with_fn("to_string", |value: &mut Self| value.model.to_string())
+                    .and_comments(&[
+                        concat!("/// A one-line description of a ", $name, "."),
+                        "///",
+                        "/// ```rhai",
+                        "/// print(value.to_string());",
+                        "/// ```",
+                    ])
                     .with_fn("to_debug", |value: &mut Self| {
                         format!("{}({})", $name, value.model)
                     })
-                    .with_fn("to_map", |value: &mut Self| value.map.clone());
+                    .and_comments(&[
+                        concat!("/// The ", $name, " for debugging output."),
+                        "///",
+                        "/// ```rhai",
+                        "/// debug(value);",
+                        "/// ```",
+                    ])
+                    .with_fn("to_map", |value: &mut Self| value.map.clone())
+                    .and_comments(&[
+                        concat!("/// Every field of a ", $name, " as a map (what JSON output shows)."),
+                        "///",
+                        "/// ```rhai",
+                        "/// let m = value.to_map();",
+                        "/// ```",
+                    ]);
             }
         }
     };

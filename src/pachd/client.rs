@@ -18,7 +18,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::address::{PachdAddress, Transport};
-use super::codec::{RawCodec, restore_request_for_op};
+use super::codec::{AbortableCodec, RawCodec, restore_request_for_op};
 pub use super::config::Target;
 use super::config::{self, ConfigEnv, ResolvedContext};
 use super::error::PachdError;
@@ -1089,47 +1089,45 @@ impl PachdClient {
     }
 
     /// `admin.API/Restore`: sends one `RestoreRequest{op}` per item, the op bytes unchanged,
-    /// with no deadline. If `ops` yields an error the RPC is cancelled (pachd sees an aborted
-    /// stream, not a finished one) and that error is returned.
+    /// with no deadline; dropping the future cancels it. If `ops` yields an error, the request
+    /// stream is reset (pachd sees a broken stream, never a finished restore) and that error
+    /// is returned.
     pub async fn restore<S, E>(&self, ops: S) -> Result<(), PachdError>
     where
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
-        let (failure_tx, mut failure_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let outgoing = ops.filter_map(move |item| {
-            let failure_tx = failure_tx.clone();
-            async move {
-                match item {
-                    Ok(op) => Some(restore_request_for_op(&op)),
-                    Err(error) => {
-                        // Never end the request stream on a source error: a clean end would
-                        // tell pachd the restore is complete.
-                        let _ = failure_tx.send(error.to_string());
-                        std::future::pending::<()>().await;
-                        None
-                    }
+        let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let seen = failure.clone();
+        let outgoing = ops.map(move |item| match item {
+            Ok(op) => Ok(restore_request_for_op(&op)),
+            Err(error) => {
+                let reason = error.to_string();
+                if let Ok(mut slot) = seen.lock() {
+                    slot.get_or_insert(reason.clone());
                 }
+                Err(reason)
             }
         });
         let mut grpc = self.raw();
         let request = self.stream_request(outgoing);
-        let rpc = async move {
+        let outcome = async move {
             grpc.ready().await.map_err(|error| {
                 tonic::Status::unavailable(format!("pachd is not ready: {error}"))
             })?;
             grpc.client_streaming(
                 request,
                 http::uri::PathAndQuery::from_static("/admin.API/Restore"),
-                RawCodec,
+                AbortableCodec,
             )
             .await
-        };
-        tokio::select! {
-            outcome = rpc => outcome
-                .map(|_| ())
-                .map_err(|status| PachdError::from_status("restore", &status)),
-            Some(reason) = failure_rx.recv() => Err(PachdError::RestoreSource { reason }),
+        }
+        .await;
+        let source_failure = failure.lock().ok().and_then(|mut slot| slot.take());
+        match (source_failure, outcome) {
+            (Some(reason), _) => Err(PachdError::RestoreSource { reason }),
+            (None, Ok(_)) => Ok(()),
+            (None, Err(status)) => Err(PachdError::from_status("restore", &status)),
         }
     }
 

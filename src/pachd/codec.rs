@@ -52,6 +52,50 @@ impl Decoder for RawDecoder {
     }
 }
 
+/// A raw codec for client streams that may have to be abandoned: an `Err(reason)` item makes
+/// the encoder fail, which resets the HTTP/2 stream with INTERNAL_ERROR. A plain cancel would
+/// not do: hyper-based servers read a CANCEL reset as the clean end of the request stream.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AbortableCodec;
+
+/// The encoder of [`AbortableCodec`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AbortableEncoder;
+
+impl Codec for AbortableCodec {
+    type Encode = Result<Bytes, String>;
+    type Decode = Bytes;
+    type Encoder = AbortableEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> AbortableEncoder {
+        AbortableEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for AbortableEncoder {
+    type Item = Result<Bytes, String>;
+    type Error = Status;
+
+    fn encode(
+        &mut self,
+        item: Result<Bytes, String>,
+        dst: &mut EncodeBuf<'_>,
+    ) -> Result<(), Status> {
+        match item {
+            Ok(bytes) => {
+                dst.put(bytes);
+                Ok(())
+            }
+            Err(reason) => Err(Status::aborted(reason)),
+        }
+    }
+}
+
 /// Wraps serialized `admin.Op` bytes as a serialized `admin.RestoreRequest{op = 1}`: the tag
 /// byte 0x0a (field 1, length-delimited), the varint length, then the op bytes unchanged.
 pub fn restore_request_for_op(op: &[u8]) -> Bytes {

@@ -76,8 +76,7 @@ impl fmt::Display for ClusterInfo {
 /// RFC 3339 text of a protobuf timestamp.
 pub fn timestamp_text(timestamp: Option<&prost_types::Timestamp>) -> Option<String> {
     let timestamp = timestamp?;
-    let nanos = i32::try_from(timestamp.nanos).ok()?;
-    jiff::Timestamp::new(timestamp.seconds, nanos)
+    jiff::Timestamp::new(timestamp.seconds, timestamp.nanos)
         .ok()
         .map(|time| time.to_string())
 }

@@ -2,4 +2,5 @@
 //! real peer.
 
 mod host;
+mod pachd_client;
 mod support;
