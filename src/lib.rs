@@ -9,6 +9,7 @@ pub mod fsutil;
 pub mod host;
 pub mod kind;
 pub mod kube;
+pub mod pachd;
 pub mod proto;
 pub mod repl;
 pub mod sandbox;

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod kube;
+pub mod pachd;
 pub mod sys;
 
 use rhai::{Engine, exported_module};
@@ -16,4 +17,6 @@ pub fn register_all(engine: &mut Engine) {
     engine.register_static_module("backup", exported_module!(backup::backup_api).into());
     engine.register_static_module("kube", exported_module!(kube::kube_api).into());
     kube::register_types(engine);
+    pachd::register_types(engine);
+    engine.register_static_module("pachd", exported_module!(pachd::pachd_api).into());
 }

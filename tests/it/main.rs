@@ -4,5 +4,6 @@
 mod backup;
 mod host;
 mod kube;
+mod pachd_client;
 mod repl;
 mod support;
