@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod op;
 pub mod reader;
 pub mod sink;
+pub mod transfer;
 pub mod verify;
 pub mod wire;
 pub mod writer;

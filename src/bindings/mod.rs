@@ -5,6 +5,7 @@ pub mod backup;
 pub mod kube;
 pub mod pachd;
 pub mod sys;
+pub mod transfer;
 
 use rhai::{Engine, exported_module};
 
@@ -19,4 +20,5 @@ pub fn register_all(engine: &mut Engine) {
     kube::register_types(engine);
     pachd::register_types(engine);
     engine.register_static_module("pachd", exported_module!(pachd::pachd_api).into());
+    engine.register_global_module(exported_module!(transfer::transfer_api).into());
 }
