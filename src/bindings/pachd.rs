@@ -191,7 +191,7 @@ typed_value!(
     FileInfoValue,
     "FileInfo",
     pachd::FileInfo,
-    [repo, commit, path, file_type, size_bytes, committed]
+    [repo, commit, path, file_type, size_bytes, committed, hash]
 );
 typed_value!(
     VersionValue,
@@ -392,8 +392,14 @@ fn stop_start_options(
     map: &Map,
     what: &str,
 ) -> BindingResult<pachd::StopStartOptions> {
-    check_keys(call, map, what, &["width", "timeout", "poll"])?;
+    check_keys(call, map, what, &["width", "timeout", "poll", "names"])?;
     let mut options = pachd::StopStartOptions::default();
+    if let Some(names) = map.get("names") {
+        let Some(list) = names.clone().try_cast::<Array>() else {
+            return Err(invalid(call, format!("{what}: names must be an array of pipeline names")));
+        };
+        options.names = Some(list.iter().map(|name| name.to_string()).collect());
+    }
     if let Some(width) = int_option(call, map, "width", 1..=256)? {
         options.width = width as usize;
     }
@@ -421,7 +427,7 @@ fn change_all(
     };
     if host.is_dry_run() {
         let client = pachd.client.clone();
-        let pipelines = run(call, async move { client.list_pipelines().await })?;
+        let pipelines = options.select(run(call, async move { client.list_pipelines().await })?);
         let mut out = Array::new();
         for pipeline in pipelines {
             let already = match stop {
@@ -716,7 +722,7 @@ pub mod pachd_api {
     }
 
     /// `stop_all` with options: `width` (pipelines at a time), `timeout` (seconds to wait for
-    /// each), `poll` (seconds between checks).
+    /// each), `poll` (seconds between checks), `names` (only these pipelines).
     ///
     /// ```rhai
     /// c.stop_all(#{ width: 4, timeout: 120 });
@@ -747,7 +753,7 @@ pub mod pachd_api {
         )
     }
 
-    /// `start_all` with options `width`, `timeout` and `poll`, as for `stop_all`.
+    /// `start_all` with options `width`, `timeout`, `poll` and `names`, as for `stop_all`.
     ///
     /// ```rhai
     /// c.start_all(#{ width: 8 });

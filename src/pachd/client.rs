@@ -96,8 +96,10 @@ pub struct ExtractFlags {
 }
 
 /// Settings of `stop_all` / `start_all`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StopStartOptions {
+    /// Only these pipelines (all when `None`), e.g. to restart exactly those a pause stopped.
+    pub names: Option<Vec<String>>,
     /// Pipelines handled at the same time.
     pub width: usize,
     /// How long to wait for each pipeline to reach the target state.
@@ -106,9 +108,23 @@ pub struct StopStartOptions {
     pub poll: Duration,
 }
 
+impl StopStartOptions {
+    /// The pipelines these options apply to.
+    pub fn select(&self, pipelines: Vec<Pipeline>) -> Vec<Pipeline> {
+        match &self.names {
+            None => pipelines,
+            Some(names) => pipelines
+                .into_iter()
+                .filter(|pipeline| names.contains(&pipeline.name))
+                .collect(),
+        }
+    }
+}
+
 impl Default for StopStartOptions {
     fn default() -> Self {
         StopStartOptions {
+            names: None,
             width: 16,
             timeout: Duration::from_secs(300),
             poll: Duration::from_millis(500),
@@ -578,7 +594,7 @@ impl PachdClient {
         &self,
         options: &StopStartOptions,
     ) -> Result<Vec<PipelineWait>, PachdError> {
-        let pipelines = self.list_pipelines().await?;
+        let pipelines = options.select(self.list_pipelines().await?);
         Ok(self.change_all(pipelines, Direction::Stop, options).await)
     }
 
@@ -588,7 +604,7 @@ impl PachdClient {
         &self,
         options: &StopStartOptions,
     ) -> Result<Vec<PipelineWait>, PachdError> {
-        let pipelines = self.list_pipelines().await?;
+        let pipelines = options.select(self.list_pipelines().await?);
         Ok(self.change_all(pipelines, Direction::Start, options).await)
     }
 

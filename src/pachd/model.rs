@@ -450,6 +450,8 @@ pub struct FileInfo {
     pub size_bytes: u64,
     /// When it was last committed (1.8+), RFC 3339.
     pub committed: Option<String>,
+    /// pachd's content hash of the file, hex (empty when the server sends none).
+    pub hash: String,
 }
 
 impl From<pfs::FileInfo> for FileInfo {
@@ -468,6 +470,7 @@ impl From<pfs::FileInfo> for FileInfo {
             file_type,
             size_bytes: info.size_bytes,
             committed: timestamp_text(info.committed.as_ref()),
+            hash: hex::encode(&info.hash),
         }
     }
 }

@@ -528,6 +528,7 @@ async fn stop_all_runs_width_at_a_time_and_waits_for_paused() {
         .await;
     let client = connect(&running).await.expect("connects");
     let options = StopStartOptions {
+        names: None,
         width: WIDTH,
         timeout: Duration::from_secs(60),
         poll: Duration::from_millis(5),
