@@ -8,3 +8,4 @@ pub mod fsutil;
 pub mod host;
 pub mod kind;
 pub mod repl;
+pub mod store;

@@ -1,6 +1,7 @@
 //! Rhai-facing packages, one per domain. Bindings are thin: they convert arguments, call a
 //! client, pass mutations through the dry-run gate and convert errors once.
 
+pub mod store;
 pub mod sys;
 
 use rhai::{Engine, exported_module};
@@ -10,4 +11,6 @@ pub fn register_all(engine: &mut Engine) {
     engine.register_global_module(exported_module!(sys::sys_api).into());
     engine.register_static_module("json", exported_module!(sys::json_api).into());
     engine.register_static_module("fs", exported_module!(sys::fs_api).into());
+    store::register_types(engine);
+    engine.register_static_module("store", exported_module!(store::store_api).into());
 }
