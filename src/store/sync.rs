@@ -205,7 +205,7 @@ impl Throttle {
 
     fn succeeded(&self) {
         let successes = self.successes.fetch_add(1, Ordering::SeqCst) + 1;
-        if successes % 16 == 0 && self.current.load(Ordering::SeqCst) < self.max {
+        if successes.is_multiple_of(16) && self.current.load(Ordering::SeqCst) < self.max {
             self.current.fetch_add(1, Ordering::SeqCst);
             let owed = self.debt.load(Ordering::SeqCst);
             if owed > 0

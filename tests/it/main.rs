@@ -1,4 +1,5 @@
 //! Integration tests, one binary: the CLI end to end, each client against the sandbox or a
 //! real peer.
 
+mod store;
 mod support;
