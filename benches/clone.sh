@@ -110,7 +110,15 @@ run_tool() {
     python3 -c "print(f'{$end - $start:.3f}')"
 }
 
-fresh_bucket() { rm -rf "$ROOT/$1" "$ROOT"/.bucket-"$(printf %s "$1" | base64 | tr -d '=' | tr '/+' '_-')".* 2>/dev/null; mkdir -p "$ROOT/$1"; }
+# Empties a bucket: its directory and s3s-fs' metadata files (named after the bucket in
+# unpadded URL-safe base64) beside it.
+fresh_bucket() {
+    local encoded
+    encoded="$(printf %s "$1" | base64 -w0 | tr -d '=' | tr '/+' '_-')"
+    rm -rf "${ROOT:?}/$1"
+    find "$ROOT" -maxdepth 1 -name ".bucket-$encoded.*" -delete
+    mkdir -p "$ROOT/$1"
+}
 
 check_count() {
     local bucket="$1" want="$2" got
@@ -134,7 +142,7 @@ for round in $(seq 1 "$RUNS"); do
         seconds="$(run_tool "$tool" large-src "$dst")"; check_count "$dst" "$LARGE_COUNT"
         TIMES[large,$tool]+="$seconds "
         fresh_bucket "$dst"
-        echo "round $round $tool: small ${TIMES[small,$tool]##* } done" >&2
+        echo "round $round $tool: small, re-sync and large done" >&2
     done
 done
 
