@@ -13,3 +13,4 @@ pub mod pachd;
 pub mod proto;
 pub mod repl;
 pub mod sandbox;
+pub mod store;

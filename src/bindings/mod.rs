@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod kube;
 pub mod pachd;
+pub mod store;
 pub mod sys;
 pub mod transfer;
 
@@ -21,4 +22,6 @@ pub fn register_all(engine: &mut Engine) {
     pachd::register_types(engine);
     engine.register_static_module("pachd", exported_module!(pachd::pachd_api).into());
     engine.register_global_module(exported_module!(transfer::transfer_api).into());
+    store::register_types(engine);
+    engine.register_static_module("store", exported_module!(store::store_api).into());
 }

@@ -396,7 +396,10 @@ fn stop_start_options(
     let mut options = pachd::StopStartOptions::default();
     if let Some(names) = map.get("names") {
         let Some(list) = names.clone().try_cast::<Array>() else {
-            return Err(invalid(call, format!("{what}: names must be an array of pipeline names")));
+            return Err(invalid(
+                call,
+                format!("{what}: names must be an array of pipeline names"),
+            ));
         };
         options.names = Some(list.iter().map(|name| name.to_string()).collect());
     }

@@ -6,4 +6,5 @@ mod host;
 mod kube;
 mod pachd_client;
 mod repl;
+mod store;
 mod support;

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Bucket-clone benchmark: `ankus run clone-bucket` (store sync_to) against `rclone sync` and
+# `aws s3 sync`, all against one local s3s-fs on loopback, bucket to bucket on the same
+# endpoint (every tool may use server-side copy).
+#
+# Scenarios: 10,000 x 64 KiB objects, 16 x 64 MiB objects, and a no-change re-sync of the
+# 10,000. Each scenario runs RUNS times per tool, the tool order rotating every round, and
+# the medians are compared as ratios (tool time / ankus time; > 1 means ankus is faster).
+# rclone runs at its defaults (4 transfers, 8 checkers) and at ankus' widths.
+#
+# Usage: benches/clone.sh [RUNS]      (default 3; writes benches/RESULTS-clone.md)
+# Needs: cargo, python3, s3s-fs (.ci/install-s3s-fs.sh), rclone (Debian package), awscli
+# (installed into a throwaway venv, $AWS_VENV, default /tmp/aws-venv).
+set -euo pipefail
+
+RUNS="${1:-3}"
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/ankus-clone-bench.XXXXXX")"
+AWS_VENV="${AWS_VENV:-/tmp/aws-venv}"
+ANKUS_TRANSFERS=64
+ANKUS_CHECKERS=8
+SMALL_COUNT=10000
+LARGE_COUNT=16
+
+missing=()
+command -v python3 >/dev/null || missing+=("python3 (apt-get install -y python3 python3-venv)")
+command -v cargo >/dev/null || missing+=("cargo (rustup)")
+if ! command -v s3s-fs >/dev/null; then
+    "$REPO/.ci/install-s3s-fs.sh" || missing+=("s3s-fs (cargo install s3s-fs@0.14.1 --features binary --locked)")
+fi
+if ! command -v rclone >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -qq && apt-get install -y -qq rclone >/dev/null || true
+    fi
+    command -v rclone >/dev/null || missing+=("rclone (apt-get install -y rclone)")
+fi
+if [ ! -x "$AWS_VENV/bin/aws" ]; then
+    { python3 -m venv "$AWS_VENV" && "$AWS_VENV/bin/pip" install -q awscli; } ||
+        missing+=("awscli (python3 -m venv $AWS_VENV && $AWS_VENV/bin/pip install awscli)")
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+    printf 'missing: %s\n' "${missing[@]}" >&2
+    exit 2
+fi
+
+(cd "$REPO" && cargo build --release --quiet)
+ANKUS="$REPO/target/release/ankus"
+AWS="$AWS_VENV/bin/aws"
+
+ROOT="$WORK/s3"
+mkdir -p "$ROOT/small-src" "$ROOT/large-src" "$WORK/run"
+SERVER_LOG="$WORK/s3s-fs.log"
+RUST_LOG=s3s_fs=info s3s-fs --host 127.0.0.1 --port 0 --access-key bench-key --secret-key bench-secret "$ROOT" >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+cleanup() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+for _ in $(seq 1 300); do
+    ENDPOINT="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$SERVER_LOG" | head -1 || true)"
+    [ -n "$ENDPOINT" ] && break
+    sleep 0.1
+done
+[ -n "${ENDPOINT:-}" ] || { echo "s3s-fs did not start; log:" >&2; cat "$SERVER_LOG" >&2; exit 1; }
+
+# Only this benchmark's settings: a CA bundle or profile from the environment would change
+# how the tools connect (rclone refuses custom CA bundles on plain HTTP).
+for name in $(env | grep -o '^AWS_[A-Z_]*' || true); do unset "$name"; done
+export AWS_ACCESS_KEY_ID=bench-key AWS_SECRET_ACCESS_KEY=bench-secret AWS_REGION=us-east-1
+export AWS_ENDPOINT_URL="$ENDPOINT" AWS_DEFAULT_REGION=us-east-1
+export RCLONE_CONFIG_BENCH_TYPE=s3 RCLONE_CONFIG_BENCH_PROVIDER=Other
+export RCLONE_CONFIG_BENCH_ACCESS_KEY_ID=bench-key RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=bench-secret
+export RCLONE_CONFIG_BENCH_ENDPOINT="$ENDPOINT" RCLONE_CONFIG_BENCH_REGION=us-east-1
+export RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE=true
+
+# Source data goes in through rclone, so objects carry MD5 ETags and rclone's mtime metadata
+# (rclone's re-sync then finds equal modification times, as after a real clone).
+echo "seeding: $SMALL_COUNT x 64 KiB and $LARGE_COUNT x 64 MiB" >&2
+python3 - "$WORK/local-small" "$WORK/local-large" "$SMALL_COUNT" "$LARGE_COUNT" <<'PY'
+import os, sys
+small, large, small_count, large_count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+for directory in (small, large):
+    os.makedirs(directory, exist_ok=True)
+for index in range(small_count):
+    with open(os.path.join(small, f"obj-{index:05d}"), "wb") as f:
+        f.write(os.urandom(64 << 10))
+for index in range(large_count):
+    with open(os.path.join(large, f"big-{index:02d}"), "wb") as f:
+        for _ in range(64):
+            f.write(os.urandom(1 << 20))
+PY
+rclone copy "$WORK/local-small" bench:small-src --transfers 32 --checkers 16
+rclone copy "$WORK/local-large" bench:large-src --transfers 8
+rm -rf "$WORK/local-small" "$WORK/local-large"
+
+TOOLS=(ankus rclone-default rclone-matched aws)
+cd "$WORK/run"
+
+# Runs one tool's sync of bucket $1 into bucket $2; prints seconds.
+run_tool() {
+    local tool="$1" src="$2" dst="$3" start end
+    start="$(date +%s.%N)"
+    case "$tool" in
+        ankus) "$ANKUS" -q run clone-bucket -a "src=s3://$src" -a "dst=s3://$dst" \
+            -a "transfers=$ANKUS_TRANSFERS" -a "checkers=$ANKUS_CHECKERS" >"$WORK/run/out" 2>&1 ;;
+        rclone-default) rclone sync "bench:$src" "bench:$dst" >"$WORK/run/out" 2>&1 ;;
+        rclone-matched) rclone sync "bench:$src" "bench:$dst" --transfers "$ANKUS_TRANSFERS" \
+            --checkers "$ANKUS_CHECKERS" >"$WORK/run/out" 2>&1 ;;
+        aws) "$AWS" s3 sync "s3://$src" "s3://$dst" --only-show-errors >"$WORK/run/out" 2>&1 ;;
+    esac || { echo "$tool failed:" >&2; cat "$WORK/run/out" >&2; exit 1; }
+    end="$(date +%s.%N)"
+    python3 -c "print(f'{$end - $start:.3f}')"
+}
+
+# Empties a bucket: its directory and s3s-fs' metadata files (named after the bucket in
+# unpadded URL-safe base64) beside it.
+fresh_bucket() {
+    local encoded
+    encoded="$(printf %s "$1" | base64 -w0 | tr -d '=' | tr '/+' '_-')"
+    rm -rf "${ROOT:?}/$1"
+    find "$ROOT" -maxdepth 1 -name ".bucket-$encoded.*" -delete
+    mkdir -p "$ROOT/$1"
+}
+
+check_count() {
+    local bucket="$1" want="$2" got
+    got="$(find "$ROOT/$bucket" -type f | wc -l)"
+    [ "$got" = "$want" ] || { echo "$bucket holds $got objects, expected $want" >&2; exit 1; }
+}
+
+declare -A TIMES
+for round in $(seq 1 "$RUNS"); do
+    # Rotate the order so no tool always runs first (cold caches) or last.
+    order=()
+    for i in "${!TOOLS[@]}"; do order+=("${TOOLS[$(( (i + round - 1) % ${#TOOLS[@]} ))]}"); done
+    for tool in "${order[@]}"; do
+        dst="dst-$tool"
+        fresh_bucket "$dst"
+        seconds="$(run_tool "$tool" small-src "$dst")"; check_count "$dst" "$SMALL_COUNT"
+        TIMES[small,$tool]+="$seconds "
+        seconds="$(run_tool "$tool" small-src "$dst")"
+        TIMES[resync,$tool]+="$seconds "
+        fresh_bucket "$dst"
+        seconds="$(run_tool "$tool" large-src "$dst")"; check_count "$dst" "$LARGE_COUNT"
+        TIMES[large,$tool]+="$seconds "
+        fresh_bucket "$dst"
+        echo "round $round $tool: small, re-sync and large done" >&2
+    done
+done
+
+{
+    echo "# Bucket clone benchmark"
+    echo
+    echo "Generated by \`benches/clone.sh $RUNS\` on $(date -u +%Y-%m-%dT%H:%M:%SZ)."
+    echo
+    echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')."
+    echo "Server: s3s-fs $(s3s-fs --version | awk '{print $2}') on 127.0.0.1, one bucket to another on the same endpoint."
+    echo "Tools: ankus $("$ANKUS" --version | awk '{print $2}') (transfers $ANKUS_TRANSFERS, checkers $ANKUS_CHECKERS), $(rclone version | head -1), $("$AWS" --version 2>&1 | cut -d' ' -f1)."
+    echo "Data: $SMALL_COUNT x 64 KiB objects, $LARGE_COUNT x 64 MiB objects (uploaded with rclone). Median of $RUNS alternating runs."
+    echo
+    echo "| scenario | ankus s | rclone (defaults) s | rclone (matched widths) s | aws s3 sync s | vs rclone defaults | vs rclone matched | vs aws |"
+    echo "|---|---|---|---|---|---|---|---|"
+    for scenario in small large resync; do
+        python3 - "$scenario" "${TIMES[$scenario,ankus]}" "${TIMES[$scenario,rclone-default]}" "${TIMES[$scenario,rclone-matched]}" "${TIMES[$scenario,aws]}" <<'PY'
+import statistics, sys
+name = {"small": "10,000 x 64 KiB", "large": "16 x 64 MiB", "resync": "re-sync 10,000 (no change)"}[sys.argv[1]]
+medians = [statistics.median(float(t) for t in column.split()) for column in sys.argv[2:]]
+ankus = medians[0]
+ratios = [f"{m / ankus:.2f}x" for m in medians[1:]]
+print(f"| {name} | " + " | ".join(f"{m:.2f}" for m in medians) + " | " + " | ".join(ratios) + " |")
+PY
+    done
+    echo
+    echo "Ratios are the other tool's median time divided by ankus' (higher = ankus faster)."
+    echo "Targets (issue 6): >= 2x rclone and >= 4x aws on small objects, >= 1.2x rclone on large ones, re-sync in <= half rclone's time."
+    echo
+    echo "Raw seconds per run:"
+    echo
+    for scenario in small large resync; do
+        for tool in "${TOOLS[@]}"; do echo "- $scenario / $tool: ${TIMES[$scenario,$tool]}"; done
+    done
+} >"$REPO/benches/RESULTS-clone.md"
+cat "$REPO/benches/RESULTS-clone.md"

@@ -1,0 +1,374 @@
+//! `Bucket`: one store opened at a URL (a bucket and a key prefix), with the object
+//! operations scripts use. Keys are relative to the URL's prefix.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
+
+use super::error::StoreError;
+use super::location::{Scheme, StoreOptions, StoreUrl, option_bool};
+use super::s3::S3Target;
+
+/// What a listing or `head` says about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The key, relative to the store's prefix.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag without quotes, when the store gives one.
+    pub etag: Option<String>,
+    /// Last modification, RFC 3339 (UTC).
+    pub last_modified: String,
+}
+
+impl Entry {
+    /// Whether the ETag is a plain MD5 of the content (not multipart, not a local-file
+    /// identity), so two of them can be compared across stores.
+    pub fn content_md5(&self) -> Option<&str> {
+        self.etag
+            .as_deref()
+            .filter(|etag| etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit()))
+    }
+}
+
+/// A store opened at a URL.
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    url: StoreUrl,
+    store: Arc<dyn ObjectStore>,
+    s3: Option<Arc<S3Target>>,
+}
+
+/// Requests are retried by `object_store` a few times; the sync engine retries whole
+/// objects on top, with adaptive concurrency.
+fn retry_config() -> RetryConfig {
+    RetryConfig {
+        max_retries: 4,
+        retry_timeout: Duration::from_secs(120),
+        ..RetryConfig::default()
+    }
+}
+
+static MEMORY_STORES: OnceLock<Mutex<HashMap<String, Arc<object_store::memory::InMemory>>>> =
+    OnceLock::new();
+
+fn memory_store(name: &str) -> Arc<object_store::memory::InMemory> {
+    let stores = MEMORY_STORES.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut stores = stores
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    stores
+        .entry(name.to_owned())
+        .or_insert_with(|| Arc::new(object_store::memory::InMemory::new()))
+        .clone()
+}
+
+impl Bucket {
+    /// Opens `url` with `options` (see the module docs of `store` for the keys). No request
+    /// is made: a missing bucket or bad credentials show on first use.
+    pub fn open(url: &str, options: &StoreOptions) -> Result<Bucket, StoreError> {
+        let url = StoreUrl::parse(url)?;
+        let create = match options.get("create") {
+            Some(value) => option_bool(&url, "create", value)?,
+            None => false,
+        };
+        let (store, s3): (Arc<dyn ObjectStore>, _) = match url.scheme {
+            Scheme::S3 => {
+                let (store, target) = super::s3::build(&url, options, retry_config())?;
+                (Arc::new(store), Some(Arc::new(target)))
+            }
+            Scheme::Gcs => {
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(&url.bucket)
+                    .with_retry(retry_config());
+                for (key, value) in options.iter().filter(|(key, _)| key.as_str() != "create") {
+                    let config_key = key.parse().map_err(|_| StoreError::BadOption {
+                        url: url.to_string(),
+                        key: key.clone(),
+                        reason: "is not a Google Cloud Storage option".to_owned(),
+                    })?;
+                    builder = builder.with_config(config_key, value);
+                }
+                let store = builder.build().map_err(|error| {
+                    StoreError::from_object_store("open", url.to_string(), error)
+                })?;
+                (Arc::new(store), None)
+            }
+            Scheme::Azure => {
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(&url.bucket)
+                    .with_retry(retry_config());
+                if let Some(account) = &url.account {
+                    builder = builder.with_account(account);
+                }
+                for (key, value) in options.iter().filter(|(key, _)| key.as_str() != "create") {
+                    let config_key = key.parse().map_err(|_| StoreError::BadOption {
+                        url: url.to_string(),
+                        key: key.clone(),
+                        reason: "is not an Azure Blob Storage option".to_owned(),
+                    })?;
+                    builder = builder.with_config(config_key, value);
+                }
+                let store = builder.build().map_err(|error| {
+                    StoreError::from_object_store("open", url.to_string(), error)
+                })?;
+                (Arc::new(store), None)
+            }
+            Scheme::File => {
+                if let Some(key) = options.keys().find(|key| key.as_str() != "create") {
+                    return Err(StoreError::BadOption {
+                        url: url.to_string(),
+                        key: key.clone(),
+                        reason: "is not an option of file:// stores (only create)".to_owned(),
+                    });
+                }
+                let directory = std::path::PathBuf::from(&url.bucket);
+                if create {
+                    std::fs::create_dir_all(&directory).map_err(|source| StoreError::Io {
+                        action: "create directory",
+                        target: url.to_string(),
+                        source,
+                    })?;
+                }
+                if !directory.is_dir() {
+                    return Err(StoreError::Request {
+                        action: "open",
+                        target: url.to_string(),
+                        kind: crate::kind::Kind::NotFound,
+                        detail: "no such directory".to_owned(),
+                    });
+                }
+                let store = object_store::local::LocalFileSystem::new_with_prefix(&directory)
+                    .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?
+                    .with_automatic_cleanup(true);
+                (Arc::new(store), None)
+            }
+            Scheme::Memory => {
+                if let Some(key) = options.keys().find(|key| key.as_str() != "create") {
+                    return Err(StoreError::BadOption {
+                        url: url.to_string(),
+                        key: key.clone(),
+                        reason: "is not an option of memory:// stores".to_owned(),
+                    });
+                }
+                (memory_store(&url.bucket), None)
+            }
+        };
+        Ok(Bucket { url, store, s3 })
+    }
+
+    /// The URL this store was opened at (no credentials in it).
+    pub fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    /// The underlying `object_store`, for streaming I/O.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The S3 endpoint and bucket, when this is an S3 store.
+    pub(crate) fn s3(&self) -> Option<&Arc<S3Target>> {
+        self.s3.as_ref()
+    }
+
+    /// A description for messages: the URL, plus the endpoint for S3.
+    pub fn describe(&self) -> String {
+        match &self.s3 {
+            Some(target) => format!("{} (endpoint {})", self.url, target.endpoint()),
+            None => self.url.to_string(),
+        }
+    }
+
+    /// The store path of `key` (relative to the prefix). An empty key names the prefix
+    /// itself, which is how an object URL (`s3://b/dumps/x.dump`) is addressed.
+    pub fn path(&self, key: &str) -> Result<Path, StoreError> {
+        let full = match (self.url.prefix.is_empty(), key.is_empty()) {
+            (true, _) => key.to_owned(),
+            (false, true) => self.url.prefix.clone(),
+            (false, false) => format!("{}/{key}", self.url.prefix),
+        };
+        if full.is_empty() {
+            return Err(self.bad_key(key, "the key is empty"));
+        }
+        if full.starts_with('/') || full.ends_with('/') || full.contains("//") {
+            return Err(self.bad_key(key, "keys cannot start or end with '/' or contain '//'"));
+        }
+        Path::parse(&full).map_err(|_| {
+            self.bad_key(
+                key,
+                "keys cannot contain control characters or '.'/'..' segments",
+            )
+        })
+    }
+
+    fn bad_key(&self, key: &str, reason: &str) -> StoreError {
+        StoreError::BadKey {
+            url: self.url.to_string(),
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        }
+    }
+
+    /// The key of a store path, relative to the prefix.
+    pub fn key_of(&self, path: &Path) -> String {
+        let raw = path.as_ref();
+        if self.url.prefix.is_empty() {
+            return raw.to_owned();
+        }
+        raw.strip_prefix(self.url.prefix.as_str())
+            .map(|rest| rest.trim_start_matches('/'))
+            .unwrap_or(raw)
+            .to_owned()
+    }
+
+    fn entry(&self, meta: ObjectMeta) -> Entry {
+        Entry {
+            key: self.key_of(&meta.location),
+            size: meta.size,
+            etag: meta.e_tag.map(|etag| etag.trim_matches('"').to_owned()),
+            last_modified: jiff::Timestamp::from_millisecond(meta.last_modified.timestamp_millis())
+                .map(|stamp| stamp.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    fn fail(&self, action: &'static str, key: &str, error: object_store::Error) -> StoreError {
+        StoreError::from_object_store(action, self.url.join(key), error)
+    }
+
+    /// Lists objects whose key starts with `prefix` (relative), lazily, page by page.
+    /// A prefix ending in `/` lists that folder; otherwise keys are matched as text within
+    /// the parent folder, as S3 does.
+    pub fn list(&self, prefix: &str) -> BoxStream<'static, Result<Entry, StoreError>> {
+        let (folder, filter) = match prefix.rsplit_once('/') {
+            Some((folder, _)) => (folder.to_owned(), prefix.to_owned()),
+            None => (String::new(), prefix.to_owned()),
+        };
+        let list_path = match (self.url.prefix.is_empty(), folder.is_empty()) {
+            (true, true) => None,
+            _ => match self.path(&folder) {
+                Ok(path) => Some(path),
+                Err(error) => return futures::stream::once(async move { Err(error) }).boxed(),
+            },
+        };
+        let this = self.clone();
+        let target = self.url.join(&folder);
+        self.store
+            .list(list_path.as_ref())
+            .map_err(move |error| StoreError::from_object_store("list", target.clone(), error))
+            .map_ok(move |meta| this.entry(meta))
+            .try_filter(move |entry| futures::future::ready(entry.key.starts_with(&filter)))
+            .boxed()
+    }
+
+    /// Lists one folder level: the objects directly in `folder` and the sub-folders.
+    pub async fn list_folder(&self, folder: &str) -> Result<(Vec<Entry>, Vec<String>), StoreError> {
+        let folder = folder.trim_end_matches('/');
+        let list_path = match (self.url.prefix.is_empty(), folder.is_empty()) {
+            (true, true) => None,
+            _ => Some(self.path(folder)?),
+        };
+        let listed = self
+            .store
+            .list_with_delimiter(list_path.as_ref())
+            .await
+            .map_err(|error| self.fail("list", folder, error))?;
+        let entries = listed
+            .objects
+            .into_iter()
+            .map(|meta| self.entry(meta))
+            .collect();
+        let folders = listed
+            .common_prefixes
+            .iter()
+            .map(|path| self.key_of(path))
+            .collect();
+        Ok((entries, folders))
+    }
+
+    /// Metadata of one object; `NotFound` when it does not exist.
+    pub async fn head(&self, key: &str) -> Result<Entry, StoreError> {
+        let path = self.path(key)?;
+        let meta = self
+            .store
+            .head(&path)
+            .await
+            .map_err(|error| self.fail("head", key, error))?;
+        Ok(self.entry(meta))
+    }
+
+    /// Whether an object exists.
+    pub async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(error) if crate::kind::Kinded::kind(&error) == crate::kind::Kind::NotFound => {
+                // A missing bucket is an error, not a missing object.
+                if error.to_string().contains("bucket does not exist") {
+                    Err(error)
+                } else {
+                    Ok(false)
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The whole content of one object.
+    pub async fn get_bytes(&self, key: &str) -> Result<Bytes, StoreError> {
+        let path = self.path(key)?;
+        let result = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|error| self.fail("get", key, error))?;
+        result
+            .bytes()
+            .await
+            .map_err(|error| self.fail("get", key, error))
+    }
+
+    /// Writes one object in a single request (atomic).
+    pub async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        self.store
+            .put(&path, PutPayload::from_bytes(data))
+            .await
+            .map_err(|error| self.fail("put", key, error))?;
+        Ok(())
+    }
+
+    /// Copies an object inside this store.
+    pub async fn copy(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let (from_path, to_path) = (self.path(from)?, self.path(to)?);
+        self.store
+            .copy(&from_path, &to_path)
+            .await
+            .map_err(|error| self.fail("copy", from, error))
+    }
+
+    /// Renames an object inside this store (copy, then delete on most stores).
+    pub async fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        let (from_path, to_path) = (self.path(from)?, self.path(to)?);
+        self.store
+            .rename(&from_path, &to_path)
+            .await
+            .map_err(|error| self.fail("rename", from, error))
+    }
+
+    /// Deletes an object; deleting a missing object succeeds.
+    pub async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(self.fail("delete", key, error)),
+        }
+    }
+}

@@ -1,0 +1,464 @@
+//! S3 specifics: building the `object_store` client from the environment and options the way
+//! the AWS tools read them, and the requests `object_store` does not make: server-side copy
+//! between two buckets (CopyObject, and UploadPartCopy above the single-copy limit).
+
+use std::sync::Arc;
+
+use object_store::RetryConfig;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
+use object_store::client::{
+    ClientOptions, HttpClient, HttpConnector, HttpRequest, ReqwestConnector,
+};
+
+use super::error::{StoreError, s3_error_code};
+use super::location::{StoreOptions, StoreUrl, option_bool};
+use crate::kind::Kind;
+
+/// The largest object a single CopyObject may copy.
+pub const MAX_SINGLE_COPY: u64 = 5 << 30;
+
+/// Where an S3 bucket lives and how to sign requests to it.
+pub struct S3Target {
+    endpoint: String,
+    region: String,
+    bucket: String,
+    virtual_hosted: bool,
+    anonymous: bool,
+    credentials: object_store::aws::AwsCredentialProvider,
+    http: HttpClient,
+}
+
+impl std::fmt::Debug for S3Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Target")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+const KNOWN_OPTIONS: &str = "endpoint, region, access_key_id, secret_access_key, session_token, \
+    path_style, virtual_hosted_style, allow_http, anonymous, imds, create, or any aws_* key";
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Builds the S3 client and the copy target for `url`.
+pub fn build(
+    url: &StoreUrl,
+    options: &StoreOptions,
+    retry: RetryConfig,
+) -> Result<(AmazonS3, S3Target), StoreError> {
+    let bad = |key: &str, reason: &str| StoreError::BadOption {
+        url: url.to_string(),
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(&url.bucket);
+    let mut endpoint = env("AWS_ENDPOINT_URL_S3")
+        .or_else(|| env("AWS_ENDPOINT_URL"))
+        .or_else(|| env("AWS_ENDPOINT"));
+    let mut region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
+    let mut has_key = env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some();
+    let ambient = env("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
+        || env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
+        || env("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some();
+    let mut anonymous = false;
+    let mut imds = false;
+    let mut virtual_hosted = false;
+    let mut allow_http = None;
+    let mut option_key = None;
+    let mut option_secret = None;
+    for (key, value) in options {
+        match key.as_str() {
+            "endpoint" | "endpoint_url" => endpoint = Some(value.clone()),
+            "region" => region = Some(value.clone()),
+            "access_key_id" => option_key = Some(value.clone()),
+            "secret_access_key" => option_secret = Some(value.clone()),
+            "session_token" => builder = builder.with_token(value),
+            "path_style" => virtual_hosted = !option_bool(url, key, value)?,
+            "virtual_hosted_style" => virtual_hosted = option_bool(url, key, value)?,
+            "allow_http" => allow_http = Some(option_bool(url, key, value)?),
+            "anonymous" => anonymous = option_bool(url, key, value)?,
+            "imds" => imds = option_bool(url, key, value)?,
+            "create" => {}
+            other if other.starts_with("aws_") => {
+                let config_key: AmazonS3ConfigKey = other
+                    .parse()
+                    .map_err(|_| bad(other, &format!("is unknown; known: {KNOWN_OPTIONS}")))?;
+                builder = builder.with_config(config_key, value);
+            }
+            other => return Err(bad(other, &format!("is unknown; known: {KNOWN_OPTIONS}"))),
+        }
+    }
+    match (option_key, option_secret) {
+        (Some(key_id), Some(secret)) => {
+            builder = builder
+                .with_access_key_id(key_id)
+                .with_secret_access_key(secret);
+            has_key = true;
+        }
+        (None, None) => {}
+        (Some(_), None) => return Err(bad("access_key_id", "needs secret_access_key too")),
+        (None, Some(_)) => return Err(bad("secret_access_key", "needs access_key_id too")),
+    }
+    if !(has_key || ambient || anonymous || imds) {
+        return Err(StoreError::MissingCredentials {
+            url: url.to_string(),
+            hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass access_key_id and \
+                   secret_access_key, or anonymous: true, or imds: true on an EC2 instance"
+                .to_owned(),
+        });
+    }
+    let region = region.unwrap_or_else(|| "us-east-1".to_owned());
+    let endpoint = match endpoint {
+        Some(endpoint) => {
+            let endpoint = endpoint.trim_end_matches('/').to_owned();
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(bad("endpoint", "must start with http:// or https://"));
+            }
+            if endpoint.starts_with("http://") && allow_http.is_none() {
+                allow_http = Some(true);
+            }
+            builder = builder.with_endpoint(&endpoint);
+            endpoint
+        }
+        None => format!("https://s3.{region}.amazonaws.com"),
+    };
+    builder = builder
+        .with_region(&region)
+        .with_virtual_hosted_style_request(virtual_hosted)
+        .with_skip_signature(anonymous)
+        .with_retry(retry);
+    if let Some(allow) = allow_http {
+        builder = builder.with_allow_http(allow);
+    }
+    let client_options = ClientOptions::new()
+        .with_allow_http(allow_http.unwrap_or(false))
+        .with_pool_max_idle_per_host(256);
+    builder = builder.with_client_options(client_options.clone());
+    let store = builder
+        .build()
+        .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?;
+    let http = ReqwestConnector::default()
+        .connect(&client_options)
+        .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?;
+    let target = S3Target {
+        credentials: Arc::clone(store.credentials()),
+        endpoint,
+        region,
+        bucket: url.bucket.clone(),
+        virtual_hosted,
+        anonymous,
+        http,
+    };
+    Ok((store, target))
+}
+
+/// Percent-encodes a key for a request path: everything but unreserved characters and `/`.
+fn encode_key(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for byte in key.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// One failed request to S3, as the copy engine sees it.
+#[derive(Debug)]
+pub struct CopyFailure {
+    /// HTTP status, if a response came back.
+    pub status: Option<u16>,
+    /// The S3 error code (`AccessDenied`, `SlowDown`, ...).
+    pub code: Option<String>,
+    /// A readable description.
+    pub detail: String,
+}
+
+impl CopyFailure {
+    /// Whether the failure says server-side copy is not possible with these credentials or
+    /// this server, so streaming should be used instead.
+    pub fn rules_out_server_side(&self) -> bool {
+        matches!(self.status, Some(403 | 501))
+            || matches!(
+                self.code.as_deref(),
+                Some(
+                    "AccessDenied"
+                        | "NotImplemented"
+                        | "InvalidAccessKeyId"
+                        | "SignatureDoesNotMatch"
+                )
+            )
+    }
+
+    /// Converts into a store error naming the target.
+    pub fn into_error(self, action: &'static str, target: String) -> StoreError {
+        let kind = match (self.status, self.code.as_deref()) {
+            (_, Some("SlowDown")) | (Some(500..=599), _) | (None, _) => Kind::Unavailable,
+            (_, Some("NoSuchKey")) | (Some(404), _) => Kind::NotFound,
+            (_, Some("AccessDenied")) | (Some(403), _) => Kind::PermissionDenied,
+            _ => Kind::Failed,
+        };
+        StoreError::Request {
+            action,
+            target,
+            kind,
+            detail: self.detail,
+        }
+    }
+}
+
+impl S3Target {
+    /// The endpoint URL (no credentials).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Whether a server-side copy from `source` into this bucket can be attempted: same
+    /// endpoint and region, and requests are signed.
+    pub fn can_copy_from(&self, source: &S3Target) -> bool {
+        self.endpoint == source.endpoint
+            && self.region == source.region
+            && !self.anonymous
+            && !source.anonymous
+    }
+
+    fn object_url(&self, key: &str, query: &str) -> String {
+        let path = encode_key(key);
+        let base = if self.virtual_hosted {
+            match self.endpoint.split_once("://") {
+                Some((scheme, host)) => format!("{scheme}://{}.{host}/{path}", self.bucket),
+                None => format!("{}/{path}", self.endpoint),
+            }
+        } else {
+            format!("{}/{}/{path}", self.endpoint, self.bucket)
+        };
+        if query.is_empty() {
+            base
+        } else {
+            format!("{base}?{query}")
+        }
+    }
+
+    async fn send(
+        &self,
+        method: http::Method,
+        url: String,
+        headers: &[(&str, String)],
+        body: bytes::Bytes,
+    ) -> Result<(http::HeaderMap, String), CopyFailure> {
+        let failure = |detail: String| CopyFailure {
+            status: None,
+            code: None,
+            detail,
+        };
+        let mut builder = http::Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let mut request: HttpRequest = builder
+            .body(body.into())
+            .map_err(|error| failure(format!("build request: {error}")))?;
+        let credential = self
+            .credentials
+            .get_credential()
+            .await
+            .map_err(|error| failure(format!("get credentials: {error}")))?;
+        AwsAuthorizer::new(&credential, "s3", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|error| failure(format!("sign request: {error}")))?;
+        let response = self
+            .http
+            .execute(request)
+            .await
+            .map_err(|error| failure(format!("send request: {error}")))?;
+        let status = response.status();
+        let (parts, body) = response.into_parts();
+        let text = http_body_util::BodyExt::collect(body)
+            .await
+            .map(|collected| String::from_utf8_lossy(&collected.to_bytes()).into_owned())
+            .map_err(|error| failure(format!("read response: {error}")))?;
+        // S3 may answer a copy with 200 and an error document.
+        if !status.is_success() || text.contains("<Error>") {
+            let code = s3_error_code(&text);
+            return Err(CopyFailure {
+                status: Some(status.as_u16()),
+                detail: match &code {
+                    Some(code) => format!("{} {code}", status.as_u16()),
+                    None => format!("status {}", status.as_u16()),
+                },
+                code,
+            });
+        }
+        Ok((parts.headers, text))
+    }
+
+    fn copy_source(source: &S3Target, key: &str) -> String {
+        format!("/{}/{}", source.bucket, encode_key(key))
+    }
+
+    /// Copies `source_key` from `source` to `key` in this bucket with one CopyObject.
+    pub async fn copy_object(
+        &self,
+        source: &S3Target,
+        source_key: &str,
+        key: &str,
+    ) -> Result<(), CopyFailure> {
+        let headers = [("x-amz-copy-source", Self::copy_source(source, source_key))];
+        self.send(
+            http::Method::PUT,
+            self.object_url(key, ""),
+            &headers,
+            bytes::Bytes::new(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Copies a large object with UploadPartCopy, `part_size` bytes per part, aborting the
+    /// upload on any failure so no partial object remains.
+    pub async fn copy_multipart(
+        &self,
+        source: &S3Target,
+        source_key: &str,
+        key: &str,
+        size: u64,
+        part_size: u64,
+    ) -> Result<(), CopyFailure> {
+        let (_, created) = self
+            .send(
+                http::Method::POST,
+                self.object_url(key, "uploads"),
+                &[],
+                bytes::Bytes::new(),
+            )
+            .await?;
+        let upload_id = xml_value(&created, "UploadId").ok_or_else(|| CopyFailure {
+            status: None,
+            code: None,
+            detail: "no UploadId in CreateMultipartUpload response".to_owned(),
+        })?;
+        let encoded_id = encode_key(&upload_id);
+        let result = self
+            .copy_parts(source, source_key, key, size, part_size, &encoded_id)
+            .await;
+        match result {
+            Ok(parts) => {
+                let mut body = String::from("<CompleteMultipartUpload>");
+                for (number, etag) in &parts {
+                    body.push_str(&format!(
+                        "<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"
+                    ));
+                }
+                body.push_str("</CompleteMultipartUpload>");
+                let completed = self
+                    .send(
+                        http::Method::POST,
+                        self.object_url(key, &format!("uploadId={encoded_id}")),
+                        &[],
+                        bytes::Bytes::from(body),
+                    )
+                    .await;
+                if completed.is_err() {
+                    self.abort(key, &encoded_id).await;
+                }
+                completed.map(|_| ())
+            }
+            Err(failure) => {
+                self.abort(key, &encoded_id).await;
+                Err(failure)
+            }
+        }
+    }
+
+    async fn copy_parts(
+        &self,
+        source: &S3Target,
+        source_key: &str,
+        key: &str,
+        size: u64,
+        part_size: u64,
+        encoded_id: &str,
+    ) -> Result<Vec<(u64, String)>, CopyFailure> {
+        use futures::stream::{StreamExt, TryStreamExt};
+        let part_size = part_size.max(1);
+        let count = size.div_ceil(part_size).max(1);
+        futures::stream::iter(1..=count)
+            .map(|number| async move {
+                let start = (number - 1) * part_size;
+                let end = (start + part_size).min(size).saturating_sub(1);
+                let headers = [
+                    ("x-amz-copy-source", Self::copy_source(source, source_key)),
+                    ("x-amz-copy-source-range", format!("bytes={start}-{end}")),
+                ];
+                let (_, text) = self
+                    .send(
+                        http::Method::PUT,
+                        self.object_url(key, &format!("partNumber={number}&uploadId={encoded_id}")),
+                        &headers,
+                        bytes::Bytes::new(),
+                    )
+                    .await?;
+                let etag = xml_value(&text, "ETag").ok_or_else(|| CopyFailure {
+                    status: None,
+                    code: None,
+                    detail: format!("no ETag for part {number}"),
+                })?;
+                Ok((number, etag))
+            })
+            .buffered(4)
+            .try_collect()
+            .await
+    }
+
+    async fn abort(&self, key: &str, encoded_id: &str) {
+        // Best effort: a failed abort leaves an incomplete upload, never a visible object.
+        let _ = self
+            .send(
+                http::Method::DELETE,
+                self.object_url(key, &format!("uploadId={encoded_id}")),
+                &[],
+                bytes::Bytes::new(),
+            )
+            .await;
+    }
+}
+
+/// The text of the first `<tag>` element in an XML document, entities decoded.
+fn xml_value(text: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = text.find(&open)? + open.len();
+    let end = text[start..].find(&format!("</{tag}>"))? + start;
+    Some(
+        text[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#34;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_for_request_paths() {
+        assert_eq!(encode_key("a b/100%+ü"), "a%20b/100%25%2B%C3%BC");
+    }
+
+    #[test]
+    fn xml_values_are_decoded() {
+        let text = "<R><ETag>&quot;abc&quot;</ETag><UploadId>x</UploadId></R>";
+        assert_eq!(xml_value(text, "ETag").as_deref(), Some("\"abc\""));
+        assert_eq!(xml_value(text, "UploadId").as_deref(), Some("x"));
+        assert_eq!(xml_value(text, "Missing"), None);
+    }
+}
