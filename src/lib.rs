@@ -9,3 +9,4 @@ pub mod host;
 pub mod kind;
 pub mod proto;
 pub mod repl;
+pub mod sandbox;

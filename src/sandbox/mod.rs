@@ -1,0 +1,5 @@
+//! The sandbox: emulated peers (pachd, and the clusters that group them) that the real clients
+//! reach over real sockets, so every script can be rehearsed on a laptop.
+
+pub mod cluster;
+pub mod pachd;
