@@ -3,4 +3,5 @@
 
 mod host;
 mod support;
+mod python_conformance;
 mod sandbox;
