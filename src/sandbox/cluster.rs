@@ -91,7 +91,17 @@ fn file_url(path: &Path) -> String {
 }
 
 /// Starts one cluster on `127.0.0.1:0` and serves it until `shutdown`.
-pub async fn spawn_cluster(config: ClusterConfig) -> Result<(Cluster, SocketAddr, CancellationToken, tokio::task::JoinHandle<Result<(), SandboxError>>), SandboxError> {
+pub async fn spawn_cluster(
+    config: ClusterConfig,
+) -> Result<
+    (
+        Cluster,
+        SocketAddr,
+        CancellationToken,
+        tokio::task::JoinHandle<Result<(), SandboxError>>,
+    ),
+    SandboxError,
+> {
     let cluster = Cluster::open(config)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -102,14 +112,19 @@ pub async fn spawn_cluster(config: ClusterConfig) -> Result<(Cluster, SocketAddr
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let serving = cluster.clone();
-    let task = tokio::spawn(async move { serving.serve(listener, async move { stop.cancelled().await }).await });
+    let task = tokio::spawn(async move {
+        serving
+            .serve(listener, async move { stop.cancelled().await })
+            .await
+    });
     Ok((cluster, address, shutdown, task))
 }
 
 /// Restores the dump at `path` into the pachd at `endpoint` over gRPC, sending `token` as
 /// `authn-token`. Returns the number of ops sent.
 pub async fn restore_dump(endpoint: &str, path: &Path, token: &str) -> Result<u64, SandboxError> {
-    let mut reader = DumpReader::open(path).map_err(|err| SandboxError::io("read dump", path, err))?;
+    let mut reader =
+        DumpReader::open(path).map_err(|err| SandboxError::io("read dump", path, err))?;
     let (tx, rx) = tokio::sync::mpsc::channel::<admin::RestoreRequest>(8);
     let path_owned = path.to_path_buf();
     let producer = tokio::task::spawn_blocking(move || -> Result<u64, SandboxError> {
@@ -142,7 +157,9 @@ pub async fn restore_dump(endpoint: &str, path: &Path, token: &str) -> Result<u6
     let count = producer
         .await
         .map_err(|err| SandboxError::Wire(format!("read dump: {err}")))??;
-    restored.map_err(|status| SandboxError::Wire(format!("restore {}: {}", path.display(), status.message())))?;
+    restored.map_err(|status| {
+        SandboxError::Wire(format!("restore {}: {}", path.display(), status.message()))
+    })?;
     Ok(count)
 }
 
@@ -178,7 +195,12 @@ impl Sandbox {
 
     /// Starts (or replaces) cluster `name` on `bucket_dir`, e.g. a `new` cluster "deployed"
     /// on a cloned bucket. Its data directory is `DIR/<name>/data`.
-    pub async fn start_cluster(&mut self, name: &str, version: PachdVersion, bucket_dir: &Path) -> Result<&ClusterHandle, SandboxError> {
+    pub async fn start_cluster(
+        &mut self,
+        name: &str,
+        version: PachdVersion,
+        bucket_dir: &Path,
+    ) -> Result<&ClusterHandle, SandboxError> {
         if let Some(pos) = self.clusters.iter().position(|c| c.name == name) {
             let old = self.clusters.remove(pos);
             old.shutdown.cancel();

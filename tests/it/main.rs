@@ -2,6 +2,6 @@
 //! real peer.
 
 mod host;
-mod support;
 mod python_conformance;
 mod sandbox;
+mod support;

@@ -22,14 +22,18 @@ fn python() -> PathBuf {
 }
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(name)
 }
 
 /// Decompresses the snappy-framed fixture into the bare record stream (python has no snappy).
 fn raw_fixture(dir: &Path) -> PathBuf {
     let file = std::fs::File::open(super::sandbox::fixture()).expect("fixture exists");
     let mut raw = Vec::new();
-    snap::read::FrameDecoder::new(file).read_to_end(&mut raw).expect("fixture decompresses");
+    snap::read::FrameDecoder::new(file)
+        .read_to_end(&mut raw)
+        .expect("fixture decompresses");
     let path = dir.join("fixture.raw");
     std::fs::write(&path, raw).expect("write raw fixture");
     path
@@ -55,7 +59,10 @@ async fn python_pachyderm_drives_the_sandbox_unchanged() {
     shutdown.cancel();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "python failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "python failed:\n{stdout}\n{stderr}"
+    );
     for line in [
         "ok version 1.13.4",
         "ok repos scratch,images",
@@ -72,7 +79,10 @@ async fn python_pachyderm_drives_the_sandbox_unchanged() {
         "ok whoami pach:root",
         "ok no_token_error no authentication token (try logging in)",
     ] {
-        assert!(stdout.lines().any(|l| l == line), "missing '{line}' in:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.lines().any(|l| l == line),
+            "missing '{line}' in:\n{stdout}\n{stderr}"
+        );
     }
 }
 
@@ -89,6 +99,12 @@ fn our_descriptors_match_python_pachyderm_protos() {
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "proto_check failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("0 mismatches"), "unexpected report:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "proto_check failed:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("0 mismatches"),
+        "unexpected report:\n{stdout}"
+    );
 }

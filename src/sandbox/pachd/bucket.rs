@@ -219,12 +219,17 @@ impl Bucket {
         let Some(block_ref) = self.object_ref(hash)? else {
             return Ok(None);
         };
-        let block = block_ref.block.as_ref().map(|b| b.hash.as_str()).unwrap_or("");
+        let block = block_ref
+            .block
+            .as_ref()
+            .map(|b| b.hash.as_str())
+            .unwrap_or("");
         let range = block_ref.range.unwrap_or_default();
         if range.lower == range.upper {
             return Ok(Some(Vec::new()));
         }
-        self.read_block_range(block, range.lower, range.upper).map(Some)
+        self.read_block_range(block, range.lower, range.upper)
+            .map(Some)
     }
 
     /// Stores `content` as an object (in a block of its own) and returns its hash; an existing

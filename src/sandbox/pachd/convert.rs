@@ -144,7 +144,9 @@ fn transcode_message(source: &DynamicMessage, target: &MessageDescriptor) -> Dyn
                     .collect(),
             )),
             Value::Map(entries) if dest.is_map() => {
-                let Kind::Message(entry) = dest.kind() else { continue };
+                let Kind::Message(entry) = dest.kind() else {
+                    continue;
+                };
                 let value_kind = entry.map_entry_value_field().kind();
                 Some(Value::Map(
                     entries
@@ -198,11 +200,21 @@ macro_rules! old_to_current {
 /// Converts an op of any version into the current types (no drops yet; see [`apply_drops`]).
 /// Returns the op's minor version too.
 pub fn to_current(op: admin::Op) -> Result<(u32, admin::Op113), PachdError> {
-    let version = op_version(&op)
-        .ok_or_else(|| PachdError::unknown("unrecognized stream version"))?;
+    let version =
+        op_version(&op).ok_or_else(|| PachdError::unknown("unrecognized stream version"))?;
     let current = match version {
-        7 => old_to_current!(version, op.op1_7.expect("classified"), "admin.Op1_7", [object, tag]),
-        8 => old_to_current!(version, op.op1_8.expect("classified"), "admin.Op1_8", [object, tag]),
+        7 => old_to_current!(
+            version,
+            op.op1_7.expect("classified"),
+            "admin.Op1_7",
+            [object, tag]
+        ),
+        8 => old_to_current!(
+            version,
+            op.op1_8.expect("classified"),
+            "admin.Op1_8",
+            [object, tag]
+        ),
         9 => old_to_current!(
             version,
             op.op1_9.expect("classified"),
@@ -313,7 +325,11 @@ pub fn apply_drops(op: &mut admin::Op113, from: u32, to: u32) {
             if let Some(branch) = op.branch.as_mut() {
                 branch.trigger = None;
             }
-            if let Some(config) = op.set_auth_config.as_mut().and_then(|c| c.configuration.as_mut()) {
+            if let Some(config) = op
+                .set_auth_config
+                .as_mut()
+                .and_then(|c| c.configuration.as_mut())
+            {
                 config.id_providers.clear();
             }
             if let Some(activate) = op.activate_auth.as_mut() {
@@ -326,7 +342,9 @@ pub fn apply_drops(op: &mut admin::Op113, from: u32, to: u32) {
     }
 }
 
-fn pps_free_commit(commit: &crate::proto::pfs::BuildCommitRequest) -> crate::proto::pfs::BuildCommitRequest {
+fn pps_free_commit(
+    commit: &crate::proto::pfs::BuildCommitRequest,
+) -> crate::proto::pfs::BuildCommitRequest {
     crate::proto::pfs::BuildCommitRequest {
         parent: commit.parent.clone(),
         branch: commit.branch.clone(),
@@ -357,10 +375,34 @@ macro_rules! current_to_old {
 /// Wraps a current op into the `Op1_x` field of version `minor` (what Extract writes).
 pub fn from_current(op: admin::Op113, minor: u32) -> Result<admin::Op, PachdError> {
     Ok(match minor {
-        9 => current_to_old!(op, op1_9, Op19, "admin.Op1_9", [object, tag, create_object, block]),
-        10 => current_to_old!(op, op1_10, Op110, "admin.Op1_10", [object, tag, create_object, block]),
-        11 => current_to_old!(op, op1_11, Op111, "admin.Op1_11", [object, tag, create_object, block]),
-        12 => current_to_old!(op, op1_12, Op112, "admin.Op1_12", [object, tag, create_object, block]),
+        9 => current_to_old!(
+            op,
+            op1_9,
+            Op19,
+            "admin.Op1_9",
+            [object, tag, create_object, block]
+        ),
+        10 => current_to_old!(
+            op,
+            op1_10,
+            Op110,
+            "admin.Op1_10",
+            [object, tag, create_object, block]
+        ),
+        11 => current_to_old!(
+            op,
+            op1_11,
+            Op111,
+            "admin.Op1_11",
+            [object, tag, create_object, block]
+        ),
+        12 => current_to_old!(
+            op,
+            op1_12,
+            Op112,
+            "admin.Op1_12",
+            [object, tag, create_object, block]
+        ),
         _ => admin::Op {
             op1_13: Some(op),
             ..Default::default()

@@ -71,7 +71,9 @@ impl PachdError {
 
     /// `file <path> not found in repo <repo> at commit <id>`.
     pub fn file_not_found(repo: &str, id: &str, path: &str) -> PachdError {
-        PachdError::unknown(format!("file {path} not found in repo {repo} at commit {id}"))
+        PachdError::unknown(format!(
+            "file {path} not found in repo {repo} at commit {id}"
+        ))
     }
 
     /// `pipeline "<name>" not found`.
@@ -131,7 +133,9 @@ impl PachdError {
     pub fn not_authorized(subject: &str, operation: &str) -> PachdError {
         PachdError::with_code(
             Code::PermissionDenied,
-            format!("{subject} is not authorized to perform this operation ({operation}); must be an admin"),
+            format!(
+                "{subject} is not authorized to perform this operation ({operation}); must be an admin"
+            ),
         )
     }
 

@@ -39,7 +39,8 @@ pub fn extract(
             no_auth = true;
         }
     }
-    let mut send = |op: admin::Op113| -> PachdResult<bool> { Ok(emit(from_current(op, version.minor)?)) };
+    let mut send =
+        |op: admin::Op113| -> PachdResult<bool> { Ok(emit(from_current(op, version.minor)?)) };
     macro_rules! out {
         ($op:expr) => {
             if !send($op)? {
@@ -74,7 +75,8 @@ pub fn extract(
             out!(block_op(&id, Vec::new()));
         }
         for hash in bucket.list_objects().map_err(|e| io("list objects", e))? {
-            let Some(block_ref) = bucket.object_ref(&hash).map_err(|e| io("read object", e))? else {
+            let Some(block_ref) = bucket.object_ref(&hash).map_err(|e| io("read object", e))?
+            else {
                 continue;
             };
             out!(admin::Op113 {
@@ -116,13 +118,25 @@ pub fn extract(
         }
         for (repo, record) in state.all_commits_oldest_first() {
             let info = &record.info;
-            let id = info.commit.as_ref().map(|c| c.id.clone()).unwrap_or_default();
-            let parent = info.parent_commit.as_ref().map(|p| p.id.clone()).unwrap_or_default();
+            let id = info
+                .commit
+                .as_ref()
+                .map(|c| c.id.clone())
+                .unwrap_or_default();
+            let parent = info
+                .parent_commit
+                .as_ref()
+                .map(|p| p.id.clone())
+                .unwrap_or_default();
             out!(admin::Op113 {
                 commit: Some(pfs::BuildCommitRequest {
                     parent: Some(commit_msg(&repo, &parent)),
                     branch: String::new(),
-                    origin: if version.minor >= 11 { info.origin } else { None },
+                    origin: if version.minor >= 11 {
+                        info.origin
+                    } else {
+                        None
+                    },
                     provenance: info.provenance.clone(),
                     tree: info.tree.clone(),
                     trees: info.trees.clone(),
@@ -142,7 +156,11 @@ pub fn extract(
                     head: record.head.as_deref().map(|h| commit_msg(&repo, h)),
                     s_branch: String::new(),
                     branch: Some(branch_msg(&repo, &branch)),
-                    provenance: record.provenance.iter().map(|(r, b)| branch_msg(r, b)).collect(),
+                    provenance: record
+                        .provenance
+                        .iter()
+                        .map(|(r, b)| branch_msg(r, b))
+                        .collect(),
                     trigger: None,
                 }),
                 ..Default::default()
@@ -207,7 +225,9 @@ pub fn extract(
             out!(admin::Op113 {
                 set_cluster_role_binding: Some(auth::ModifyClusterRoleBindingRequest {
                     principal: principal.clone(),
-                    roles: Some(auth::ClusterRoles { roles: roles.clone() }),
+                    roles: Some(auth::ClusterRoles {
+                        roles: roles.clone()
+                    }),
                 }),
                 ..Default::default()
             });
@@ -254,7 +274,9 @@ pub fn extract(
 fn block_op(id: &str, value: Vec<u8>) -> admin::Op113 {
     admin::Op113 {
         block: Some(pfs::PutBlockRequest {
-            block: Some(pfs::Block { hash: id.to_owned() }),
+            block: Some(pfs::Block {
+                hash: id.to_owned(),
+            }),
             value,
         }),
         ..Default::default()
@@ -263,7 +285,11 @@ fn block_op(id: &str, value: Vec<u8>) -> admin::Op113 {
 
 /// ExtractPipeline: the pipeline's CreatePipelineRequest (without spec_commit) in the server's
 /// `Op1_x`.
-pub fn extract_pipeline(state: &State, version: PachdVersion, name: &str) -> PachdResult<admin::Op> {
+pub fn extract_pipeline(
+    state: &State,
+    version: PachdVersion,
+    name: &str,
+) -> PachdResult<admin::Op> {
     let info = &state.pipeline(name)?.info;
     let mut request = request_from_pipeline_info(info);
     request.spec_commit = None;

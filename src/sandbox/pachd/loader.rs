@@ -38,14 +38,21 @@ impl LoadReport {
     }
 }
 
-async fn write_once(address: &str, repo: &str, path: &str, token: Option<&str>) -> Result<(), String> {
+async fn write_once(
+    address: &str,
+    repo: &str,
+    path: &str,
+    token: Option<&str>,
+) -> Result<(), String> {
     let mut client = pfs::api_client::ApiClient::connect(address.to_owned())
         .await
         .map_err(|err| format!("connect {address}: {err}"))?;
     let request = pfs::PutFileRequest {
         file: Some(pfs::File {
             commit: Some(pfs::Commit {
-                repo: Some(pfs::Repo { name: repo.to_owned() }),
+                repo: Some(pfs::Repo {
+                    name: repo.to_owned(),
+                }),
                 id: "master".to_owned(),
             }),
             path: path.to_owned(),

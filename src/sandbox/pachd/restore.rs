@@ -82,7 +82,11 @@ pub struct Restorer {
 
 impl Restorer {
     /// A restore into `cluster` on behalf of the caller holding `token`.
-    pub fn new(cluster: &Cluster, mode: RestoreMode, token: Option<String>) -> PachdResult<Restorer> {
+    pub fn new(
+        cluster: &Cluster,
+        mode: RestoreMode,
+        token: Option<String>,
+    ) -> PachdResult<Restorer> {
         let staging = if mode == RestoreMode::Lenient {
             None
         } else {
@@ -110,7 +114,8 @@ impl Restorer {
     }
 
     fn problem(&mut self, index: u64, kind: &str, message: impl std::fmt::Display) {
-        self.problems.push(format!("op {index} ({kind}): {message}"));
+        self.problems
+            .push(format!("op {index} ({kind}): {message}"));
     }
 
     /// Feeds one op.
@@ -121,13 +126,21 @@ impl Restorer {
         let server = self.cluster.version();
         let Some(version) = op_version(&op) else {
             if server.strict_op_versions() {
-                return self.fail(index, "", PachdError::unknown("unrecognized stream version"));
+                return self.fail(
+                    index,
+                    "",
+                    PachdError::unknown("unrecognized stream version"),
+                );
             }
             return Ok(());
         };
         if version > server.minor {
             if server.strict_op_versions() {
-                return self.fail(index, "", PachdError::unknown("unrecognized stream version"));
+                return self.fail(
+                    index,
+                    "",
+                    PachdError::unknown("unrecognized stream version"),
+                );
             }
             return Ok(());
         }
@@ -186,7 +199,11 @@ impl Restorer {
         if self.mode == RestoreMode::Lenient {
             Err(err)
         } else {
-            self.problem(index, if kind.is_empty() { "op" } else { kind }, &err.message);
+            self.problem(
+                index,
+                if kind.is_empty() { "op" } else { kind },
+                &err.message,
+            );
             Ok(())
         }
     }
@@ -221,7 +238,9 @@ impl Restorer {
                         let bucket = match self.target() {
                             Target::Real(b) | Target::Staging(b) => b.clone(),
                         };
-                        bucket.put_block(&id, &[]).map_err(|e| io("write block", e))?;
+                        bucket
+                            .put_block(&id, &[])
+                            .map_err(|e| io("write block", e))?;
                     }
                 }
                 return Ok(());
@@ -240,7 +259,9 @@ impl Restorer {
         if let Some(object) = op.object {
             if !object.value.is_empty() {
                 self.summary.bytes += object.value.len() as u64;
-                let entry = self.open_object.get_or_insert_with(|| (Vec::new(), object.tags.clone()));
+                let entry = self
+                    .open_object
+                    .get_or_insert_with(|| (Vec::new(), object.tags.clone()));
                 entry.0.extend_from_slice(&object.value);
                 return Ok(());
             }
@@ -248,16 +269,24 @@ impl Restorer {
             let bucket = match self.target() {
                 Target::Real(b) | Target::Staging(b) => b.clone(),
             };
-            let hash = bucket.put_object(&content).map_err(|e| io("write object", e))?;
+            let hash = bucket
+                .put_object(&content)
+                .map_err(|e| io("write object", e))?;
             for tag in tags {
-                bucket.put_tag(&tag.name, &hash).map_err(|e| io("write tag", e))?;
+                bucket
+                    .put_tag(&tag.name, &hash)
+                    .map_err(|e| io("write tag", e))?;
             }
             return Ok(());
         }
         if let Some(create) = op.create_object {
             let hash = create.object.map(|o| o.hash).unwrap_or_default();
             let block_ref = create.block_ref.unwrap_or_default();
-            let block_id = block_ref.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
+            let block_id = block_ref
+                .block
+                .as_ref()
+                .map(|b| b.hash.clone())
+                .unwrap_or_default();
             if self.mode != RestoreMode::Lenient && !self.block_known(&block_id) {
                 return Err(PachdError::unknown(format!(
                     "object {hash} points into block {block_id}, which is neither in the dump nor in the bucket"
@@ -275,7 +304,9 @@ impl Restorer {
             if self.first_version.is_some_and(|v| v <= 8)
                 && (hash.len() != 128 || !hash.chars().all(|c| c.is_ascii_hexdigit()))
             {
-                return Err(PachdError::unknown(format!("invalid object hash \"{hash}\"")));
+                return Err(PachdError::unknown(format!(
+                    "invalid object hash \"{hash}\""
+                )));
             }
             if self.mode != RestoreMode::Lenient && !self.object_known(&hash) {
                 return Err(PachdError::unknown(format!(
@@ -286,7 +317,9 @@ impl Restorer {
                 Target::Real(b) | Target::Staging(b) => b.clone(),
             };
             for name in tag.tags {
-                bucket.put_tag(&name.name, &hash).map_err(|e| io("write tag", e))?;
+                bucket
+                    .put_tag(&name.name, &hash)
+                    .map_err(|e| io("write tag", e))?;
             }
         }
         Ok(())
@@ -296,7 +329,7 @@ impl Restorer {
         let token = self.token.clone();
         let cluster = self.cluster.clone();
         let mut state = cluster.lock();
-        match apply_meta(&mut state, cluster.bucket(), op, token.as_deref(), None) {
+        match apply_meta(&mut state, cluster.bucket(), op, token.as_deref()) {
             Ok(Some(transition)) => {
                 self.transitions.push(transition);
                 Ok(())
@@ -332,13 +365,19 @@ impl Restorer {
     }
 
     fn validate_and_apply(&mut self) -> PachdResult<RestoreSummary> {
-        let staging = self.staging.clone().expect("strict and check modes stage data");
+        let staging = self
+            .staging
+            .clone()
+            .expect("strict and check modes stage data");
         let mut simulated: State = self.cluster.lock().clone();
         let real = self.cluster.bucket().clone();
         let objects = |hash: &str| real.has_object(hash) || staging.has_object(hash);
         let pending = std::mem::take(&mut self.pending);
         for (index, op) in &pending {
-            if let Err(err) = apply_meta(&mut simulated, &staging, op, self.token.as_deref(), Some(&objects)) {
+            for missing in missing_tree_objects(op, &objects) {
+                self.problem(*index, op_kind(op), missing);
+            }
+            if let Err(err) = apply_meta(&mut simulated, &staging, op, self.token.as_deref()) {
                 if !ignorable(op, &err) {
                     self.problem(*index, op_kind(op), &err.message);
                 }
@@ -357,7 +396,10 @@ impl Restorer {
             if total > MAX_REPORTED {
                 report.push_str(&format!("\n… and {} more", total - MAX_REPORTED));
             }
-            return Err(PachdError::with_code(tonic::Code::FailedPrecondition, report));
+            return Err(PachdError::with_code(
+                tonic::Code::FailedPrecondition,
+                report,
+            ));
         }
         if self.mode == RestoreMode::Check {
             return Ok(self.summary.clone());
@@ -372,7 +414,10 @@ impl Restorer {
 }
 
 fn ignorable(op: &admin::Op113, err: &PachdError) -> bool {
-    matches!(op_kind(op), "repo" | "commit" | "branch" | "pipeline" | "job") && err.is_already_exists()
+    matches!(
+        op_kind(op),
+        "repo" | "commit" | "branch" | "pipeline" | "job"
+    ) && err.is_already_exists()
 }
 
 /// The (repo, id) of a commit op that would restore an unfinished commit (1.10+ dumps carry
@@ -380,14 +425,21 @@ fn ignorable(op: &admin::Op113, err: &PachdError) -> bool {
 fn unfinished_commit(op: &admin::Op, version: u32) -> Option<(String, String)> {
     macro_rules! check {
         ($inner:expr) => {
-            $inner.as_ref().and_then(|o| o.commit.as_ref()).and_then(|c| {
-                c.finished.is_none().then(|| {
-                    (
-                        c.parent.as_ref().and_then(|p| p.repo.as_ref()).map(|r| r.name.clone()).unwrap_or_default(),
-                        c.id.clone(),
-                    )
+            $inner
+                .as_ref()
+                .and_then(|o| o.commit.as_ref())
+                .and_then(|c| {
+                    c.finished.is_none().then(|| {
+                        (
+                            c.parent
+                                .as_ref()
+                                .and_then(|p| p.repo.as_ref())
+                                .map(|r| r.name.clone())
+                                .unwrap_or_default(),
+                            c.id.clone(),
+                        )
+                    })
                 })
-            })
         };
     }
     match version {
@@ -440,17 +492,44 @@ fn sanitize_input(input: &mut crate::proto::pps::Input) {
     }
 }
 
-/// Applies one metadata op to `state` as pachd's restore does. `objects`, when given (strict
-/// simulation), must say whether an object exists; commits whose trees are missing fail then.
+/// The tree objects a commit op refers to that `exists` does not know (strict mode's check;
+/// pachd itself does not look, and the commit then has no readable data).
+pub fn missing_tree_objects(op: &admin::Op113, exists: &dyn Fn(&str) -> bool) -> Vec<String> {
+    let Some(commit) = &op.commit else {
+        return Vec::new();
+    };
+    let repo = commit_repo(commit.parent.as_ref());
+    commit
+        .tree
+        .iter()
+        .chain(&commit.trees)
+        .chain(commit.datums.iter())
+        .map(|o| o.hash.as_str())
+        .filter(|hash| !hash.is_empty() && !exists(hash))
+        .map(|hash| {
+            format!(
+                "object {hash} (a tree of commit {} in repo {repo}) is missing from the bucket",
+                commit.id
+            )
+        })
+        .collect()
+}
+
+/// Applies one metadata op to `state` as pachd's restore does.
 pub fn apply_meta(
     state: &mut State,
     bucket: &Bucket,
     op: &admin::Op113,
     token: Option<&str>,
-    objects: Option<&dyn Fn(&str) -> bool>,
 ) -> PachdResult<Option<Transition>> {
     if let Some(repo) = &op.repo {
-        let name = sanitize_name(&repo.repo.as_ref().map(|r| r.name.clone()).unwrap_or_default());
+        let name = sanitize_name(
+            &repo
+                .repo
+                .as_ref()
+                .map(|r| r.name.clone())
+                .unwrap_or_default(),
+        );
         if name.is_empty() {
             return Err(PachdError::invalid("repo op without a repo name"));
         }
@@ -469,23 +548,6 @@ pub fn apply_meta(
         if commit.finished.is_none() {
             commit.finished = Some(now());
         }
-        if let Some(exists) = objects {
-            let repo = commit_repo(commit.parent.as_ref()).to_owned();
-            for hash in commit
-                .tree
-                .iter()
-                .chain(&commit.trees)
-                .chain(commit.datums.iter())
-                .map(|o| o.hash.as_str())
-            {
-                if !hash.is_empty() && !exists(hash) {
-                    return Err(PachdError::unknown(format!(
-                        "object {hash} (a tree of commit {} in repo {repo}) is missing from the bucket",
-                        commit.id
-                    )));
-                }
-            }
-        }
         state.build_commit(&commit)?;
         return Ok(None);
     }
@@ -500,8 +562,17 @@ pub fn apply_meta(
         for prov in &mut branch.provenance {
             sanitize_branch(prov);
         }
-        let repo = target.repo.as_ref().map(|r| r.name.clone()).unwrap_or_default();
-        state.create_branch(&repo, &target.name, branch.head.as_ref(), &branch.provenance)?;
+        let repo = target
+            .repo
+            .as_ref()
+            .map(|r| r.name.clone())
+            .unwrap_or_default();
+        state.create_branch(
+            &repo,
+            &target.name,
+            branch.head.as_ref(),
+            &branch.provenance,
+        )?;
         return Ok(None);
     }
     if let Some(pipeline) = &op.pipeline {
@@ -523,7 +594,11 @@ pub fn apply_meta(
         return Ok(None);
     }
     if let Some(binding) = &op.set_cluster_role_binding {
-        let roles = binding.roles.as_ref().map(|r| r.roles.clone()).unwrap_or_default();
+        let roles = binding
+            .roles
+            .as_ref()
+            .map(|r| r.roles.clone())
+            .unwrap_or_default();
         state.set_role_binding(&binding.principal, roles)?;
         return Ok(None);
     }
@@ -535,7 +610,9 @@ pub fn apply_meta(
         return Ok(None);
     }
     if op.activate_auth.is_some() {
-        let root = token.map(str::to_owned).unwrap_or_else(super::state::new_id);
+        let root = token
+            .map(str::to_owned)
+            .unwrap_or_else(super::state::new_id);
         state.activate_auth("", &root)?;
         return Ok(None);
     }
@@ -544,7 +621,13 @@ pub fn apply_meta(
         return Ok(None);
     }
     if let Some(enterprise) = &op.activate_enterprise {
-        state.activate_enterprise(&enterprise.activation_code, enterprise.expires.map(|e| Timestamp { seconds: e.seconds, nanos: e.nanos }))?;
+        state.activate_enterprise(
+            &enterprise.activation_code,
+            enterprise.expires.map(|e| Timestamp {
+                seconds: e.seconds,
+                nanos: e.nanos,
+            }),
+        )?;
         return Ok(None);
     }
     if op.check_auth_token.is_some() {

@@ -144,10 +144,12 @@ impl Cluster {
                     .map_err(|err| SandboxError::io("create data directory", dir, err))?;
                 let path = dir.join("state.json");
                 match std::fs::read(&path) {
-                    Ok(bytes) => serde_json::from_slice(&bytes).map_err(|err| SandboxError::State {
-                        path: path.clone(),
-                        message: err.to_string(),
-                    })?,
+                    Ok(bytes) => {
+                        serde_json::from_slice(&bytes).map_err(|err| SandboxError::State {
+                            path: path.clone(),
+                            message: err.to_string(),
+                        })?
+                    }
                     Err(err) if err.kind() == std::io::ErrorKind::NotFound => State::new(),
                     Err(err) => return Err(SandboxError::io("read", &path, err)),
                 }
@@ -201,7 +203,10 @@ impl Cluster {
     }
 
     /// Runs a state transition and persists the state when it succeeds.
-    pub fn mutate<R>(&self, change: impl FnOnce(&mut State, &Bucket) -> PachdResult<R>) -> PachdResult<R> {
+    pub fn mutate<R>(
+        &self,
+        change: impl FnOnce(&mut State, &Bucket) -> PachdResult<R>,
+    ) -> PachdResult<R> {
         let result = {
             let mut state = self.lock();
             change(&mut state, &self.inner.bucket)
@@ -219,11 +224,13 @@ impl Cluster {
         };
         let bytes = {
             let state = self.lock();
-            serde_json::to_vec(&*state).map_err(|err| PachdError::unknown(format!("serialize state: {err}")))?
+            serde_json::to_vec(&*state)
+                .map_err(|err| PachdError::unknown(format!("serialize state: {err}")))?
         };
         let temp = dir.join(format!(".state.json.{}", uuid::Uuid::new_v4().simple()));
         std::fs::write(&temp, &bytes).map_err(|err| PachdError::io("write state", &err))?;
-        std::fs::rename(&temp, dir.join("state.json")).map_err(|err| PachdError::io("write state", &err))
+        std::fs::rename(&temp, dir.join("state.json"))
+            .map_err(|err| PachdError::io("write state", &err))
     }
 
     /// Checks the token of a request.
@@ -252,7 +259,13 @@ impl Cluster {
 
     /// Writes `content` to `path` in a new commit on `repo@branch` through the same code path
     /// as PutFile on a branch.
-    pub fn put_file_on_branch(&self, repo: &str, branch: &str, path: &str, content: &[u8]) -> PachdResult<String> {
+    pub fn put_file_on_branch(
+        &self,
+        repo: &str,
+        branch: &str,
+        path: &str,
+        content: &[u8],
+    ) -> PachdResult<String> {
         services::put_file_on_branch(self, repo, branch, path, content)
     }
 

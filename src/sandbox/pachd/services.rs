@@ -43,14 +43,52 @@ pub fn router(cluster: &Cluster) -> tonic::transport::server::Router {
     };
     tonic::transport::Server::builder()
         .add_service(svc!(pfs::api_server::ApiServer<Svc>, c()))
-        .add_service(svc!(pfs::object_api_server::ObjectApiServer<ObjectSvc>, ObjectSvc { cluster: cluster.clone() }))
-        .add_service(svc!(pps::api_server::ApiServer<PpsSvc>, PpsSvc { cluster: cluster.clone() }))
-        .add_service(svc!(admin::api_server::ApiServer<AdminSvc>, AdminSvc { cluster: cluster.clone() }))
-        .add_service(svc!(auth::api_server::ApiServer<AuthSvc>, AuthSvc { cluster: cluster.clone() }))
-        .add_service(svc!(enterprise::api_server::ApiServer<EnterpriseSvc>, EnterpriseSvc { cluster: cluster.clone() }))
-        .add_service(svc!(versionpb::api_server::ApiServer<VersionSvc>, VersionSvc { cluster: cluster.clone() }))
-        .add_service(svc!(health::health_server::HealthServer<HealthSvc>, HealthSvc))
-        .add_service(svc!(transaction::api_server::ApiServer<TransactionSvc>, TransactionSvc { cluster: cluster.clone() }))
+        .add_service(svc!(
+            pfs::object_api_server::ObjectApiServer<ObjectSvc>,
+            ObjectSvc {
+                cluster: cluster.clone()
+            }
+        ))
+        .add_service(svc!(
+            pps::api_server::ApiServer<PpsSvc>,
+            PpsSvc {
+                cluster: cluster.clone()
+            }
+        ))
+        .add_service(svc!(
+            admin::api_server::ApiServer<AdminSvc>,
+            AdminSvc {
+                cluster: cluster.clone()
+            }
+        ))
+        .add_service(svc!(
+            auth::api_server::ApiServer<AuthSvc>,
+            AuthSvc {
+                cluster: cluster.clone()
+            }
+        ))
+        .add_service(svc!(
+            enterprise::api_server::ApiServer<EnterpriseSvc>,
+            EnterpriseSvc {
+                cluster: cluster.clone()
+            }
+        ))
+        .add_service(svc!(
+            versionpb::api_server::ApiServer<VersionSvc>,
+            VersionSvc {
+                cluster: cluster.clone()
+            }
+        ))
+        .add_service(svc!(
+            health::health_server::HealthServer<HealthSvc>,
+            HealthSvc
+        ))
+        .add_service(svc!(
+            transaction::api_server::ApiServer<TransactionSvc>,
+            TransactionSvc {
+                cluster: cluster.clone()
+            }
+        ))
 }
 
 fn repo_of(repo: Option<&pfs::Repo>) -> String {
@@ -73,10 +111,19 @@ fn file_parts(file: Option<&pfs::File>) -> (String, String, String) {
 fn commit_tree(cluster: &Cluster, repo: &str, reference: &str) -> PachdResult<(String, FileTree)> {
     let state = cluster.lock();
     let record = state.commit(repo, reference)?;
-    let id = record.info.commit.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+    let id = record
+        .info
+        .commit
+        .as_ref()
+        .map(|c| c.id.clone())
+        .unwrap_or_default();
     let tree = state
         .commit_files(cluster.bucket(), record)
-        .map_err(|why| PachdError::unsupported(&format!("reading files of commit {id} in repo {repo} ({why})")))?;
+        .map_err(|why| {
+            PachdError::unsupported(&format!(
+                "reading files of commit {id} in repo {repo} ({why})"
+            ))
+        })?;
     Ok((id, tree))
 }
 
@@ -89,7 +136,11 @@ fn file_info(repo: &str, id: &str, node: &Node) -> pfs::FileInfo {
             }),
             file_type: pfs::FileType::File as i32,
             size_bytes: entry.size,
-            objects: entry.objects.iter().map(|h| pfs::Object { hash: h.clone() }).collect(),
+            objects: entry
+                .objects
+                .iter()
+                .map(|h| pfs::Object { hash: h.clone() })
+                .collect(),
             ..Default::default()
         },
         Node::Dir(path, size, children) => pfs::FileInfo {
@@ -126,10 +177,18 @@ fn list_files(cluster: &Cluster, file: Option<&pfs::File>) -> PachdResult<Vec<pf
     Ok(nodes.iter().map(|n| file_info(&repo, &id, n)).collect())
 }
 
-fn glob_files(cluster: &Cluster, commit: Option<&pfs::Commit>, pattern: &str) -> PachdResult<Vec<pfs::FileInfo>> {
+fn glob_files(
+    cluster: &Cluster,
+    commit: Option<&pfs::Commit>,
+    pattern: &str,
+) -> PachdResult<Vec<pfs::FileInfo>> {
     let (repo, reference) = commit_parts(commit);
     let (id, tree) = commit_tree(cluster, &repo, &reference)?;
-    Ok(tree.glob(pattern).iter().map(|n| file_info(&repo, &id, n)).collect())
+    Ok(tree
+        .glob(pattern)
+        .iter()
+        .map(|n| file_info(&repo, &id, n))
+        .collect())
 }
 
 /// One file write of a PutFile stream.
@@ -145,17 +204,19 @@ struct FileWrite {
 fn apply_writes(cluster: &Cluster, writes: Vec<FileWrite>) -> PachdResult<Vec<String>> {
     let mut objects = Vec::with_capacity(writes.len());
     for write in &writes {
-        objects.push(if write.delete || (write.content.is_empty() && write.overwrite.is_none()) {
-            None
-        } else {
-            Some((
-                cluster
-                    .bucket()
-                    .put_object(&write.content)
-                    .map_err(|err| PachdError::io("write object", &err))?,
-                write.content.len() as u64,
-            ))
-        });
+        objects.push(
+            if write.delete || (write.content.is_empty() && write.overwrite.is_none()) {
+                None
+            } else {
+                Some((
+                    cluster
+                        .bucket()
+                        .put_object(&write.content)
+                        .map_err(|err| PachdError::io("write object", &err))?,
+                    write.content.len() as u64,
+                ))
+            },
+        );
     }
     cluster.mutate(|state, bucket| {
         let mut auto: HashMap<(String, String), String> = HashMap::new();
@@ -167,13 +228,21 @@ fn apply_writes(cluster: &Cluster, writes: Vec<FileWrite>) -> PachdResult<Vec<St
                 None => match state.open_commit_for_write(&write.repo, &write.reference)? {
                     Some(id) => id,
                     None => {
-                        let commit = state.start_commit(bucket, &write.repo, "", &write.reference, "")?;
+                        let commit =
+                            state.start_commit(bucket, &write.repo, "", &write.reference, "")?;
                         auto.insert(key, commit.id.clone());
                         commit.id
                     }
                 },
             };
-            state.write_file(&write.repo, &id, &write.path, object, write.overwrite, write.delete)?;
+            state.write_file(
+                &write.repo,
+                &id,
+                &write.path,
+                object,
+                write.overwrite,
+                write.delete,
+            )?;
             touched.push(id);
         }
         for ((repo, _), id) in auto {
@@ -184,7 +253,13 @@ fn apply_writes(cluster: &Cluster, writes: Vec<FileWrite>) -> PachdResult<Vec<St
 }
 
 /// PutFile on a branch, for in-process loaders.
-pub fn put_file_on_branch(cluster: &Cluster, repo: &str, branch: &str, path: &str, content: &[u8]) -> PachdResult<String> {
+pub fn put_file_on_branch(
+    cluster: &Cluster,
+    repo: &str,
+    branch: &str,
+    path: &str,
+    content: &[u8],
+) -> PachdResult<String> {
     let ids = apply_writes(
         cluster,
         vec![FileWrite {
@@ -206,46 +281,66 @@ pub struct Svc {
 
 #[tonic::async_trait]
 impl pfs::api_server::Api for Svc {
-    async fn create_repo(&self, request: Request<pfs::CreateRepoRequest>) -> Result<Response<()>, Status> {
+    async fn create_repo(
+        &self,
+        request: Request<pfs::CreateRepoRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let name = repo_of(req.repo.as_ref());
-        self.cluster.mutate(|state, _| state.create_repo(&name, &req.description, req.update))?;
+        self.cluster
+            .mutate(|state, _| state.create_repo(&name, &req.description, req.update))?;
         Ok(Response::new(()))
     }
 
-    async fn inspect_repo(&self, request: Request<pfs::InspectRepoRequest>) -> Result<Response<pfs::RepoInfo>, Status> {
+    async fn inspect_repo(
+        &self,
+        request: Request<pfs::InspectRepoRequest>,
+    ) -> Result<Response<pfs::RepoInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let name = repo_of(request.get_ref().repo.as_ref());
         Ok(Response::new(self.cluster.lock().repo_info(&name)?))
     }
 
-    async fn list_repo(&self, request: Request<pfs::ListRepoRequest>) -> Result<Response<pfs::ListRepoResponse>, Status> {
+    async fn list_repo(
+        &self,
+        request: Request<pfs::ListRepoRequest>,
+    ) -> Result<Response<pfs::ListRepoResponse>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(pfs::ListRepoResponse {
             repo_info: self.cluster.lock().list_repos(),
         }))
     }
 
-    async fn delete_repo(&self, request: Request<pfs::DeleteRepoRequest>) -> Result<Response<()>, Status> {
+    async fn delete_repo(
+        &self,
+        request: Request<pfs::DeleteRepoRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let name = repo_of(req.repo.as_ref());
-        self.cluster.mutate(|state, _| state.delete_repo(&name, req.force, req.all))?;
+        self.cluster
+            .mutate(|state, _| state.delete_repo(&name, req.force, req.all))?;
         Ok(Response::new(()))
     }
 
-    async fn start_commit(&self, request: Request<pfs::StartCommitRequest>) -> Result<Response<pfs::Commit>, Status> {
+    async fn start_commit(
+        &self,
+        request: Request<pfs::StartCommitRequest>,
+    ) -> Result<Response<pfs::Commit>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let (repo, parent) = commit_parts(req.parent.as_ref());
-        let commit = self
-            .cluster
-            .mutate(|state, bucket| state.start_commit(bucket, &repo, &parent, &req.branch, &req.description))?;
+        let commit = self.cluster.mutate(|state, bucket| {
+            state.start_commit(bucket, &repo, &parent, &req.branch, &req.description)
+        })?;
         Ok(Response::new(commit))
     }
 
-    async fn finish_commit(&self, request: Request<pfs::FinishCommitRequest>) -> Result<Response<()>, Status> {
+    async fn finish_commit(
+        &self,
+        request: Request<pfs::FinishCommitRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let (repo, id) = commit_parts(req.commit.as_ref());
@@ -254,13 +349,19 @@ impl pfs::api_server::Api for Svc {
         Ok(Response::new(()))
     }
 
-    async fn inspect_commit(&self, request: Request<pfs::InspectCommitRequest>) -> Result<Response<pfs::CommitInfo>, Status> {
+    async fn inspect_commit(
+        &self,
+        request: Request<pfs::InspectCommitRequest>,
+    ) -> Result<Response<pfs::CommitInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let (repo, id) = commit_parts(request.get_ref().commit.as_ref());
         Ok(Response::new(self.cluster.lock().commit_info(&repo, &id)?))
     }
 
-    async fn list_commit(&self, request: Request<pfs::ListCommitRequest>) -> Result<Response<pfs::CommitInfos>, Status> {
+    async fn list_commit(
+        &self,
+        request: Request<pfs::ListCommitRequest>,
+    ) -> Result<Response<pfs::CommitInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(pfs::CommitInfos {
             commit_info: self.commits(request.get_ref())?,
@@ -269,25 +370,40 @@ impl pfs::api_server::Api for Svc {
 
     type ListCommitStreamStream = BoxStream<pfs::CommitInfo>;
 
-    async fn list_commit_stream(&self, request: Request<pfs::ListCommitRequest>) -> Result<Response<Self::ListCommitStreamStream>, Status> {
+    async fn list_commit_stream(
+        &self,
+        request: Request<pfs::ListCommitRequest>,
+    ) -> Result<Response<Self::ListCommitStreamStream>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(stream_of(self.commits(request.get_ref())?)))
     }
 
-    async fn delete_commit(&self, request: Request<pfs::DeleteCommitRequest>) -> Result<Response<()>, Status> {
+    async fn delete_commit(
+        &self,
+        request: Request<pfs::DeleteCommitRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let (repo, id) = commit_parts(request.get_ref().commit.as_ref());
-        self.cluster.mutate(|state, _| state.delete_commit(&repo, &id))?;
+        self.cluster
+            .mutate(|state, _| state.delete_commit(&repo, &id))?;
         Ok(Response::new(()))
     }
 
-    async fn build_commit(&self, request: Request<pfs::BuildCommitRequest>) -> Result<Response<pfs::Commit>, Status> {
+    async fn build_commit(
+        &self,
+        request: Request<pfs::BuildCommitRequest>,
+    ) -> Result<Response<pfs::Commit>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
-        Ok(Response::new(self.cluster.mutate(|state, _| state.build_commit(&req))?))
+        Ok(Response::new(
+            self.cluster.mutate(|state, _| state.build_commit(&req))?,
+        ))
     }
 
-    async fn create_branch(&self, request: Request<pfs::CreateBranchRequest>) -> Result<Response<()>, Status> {
+    async fn create_branch(
+        &self,
+        request: Request<pfs::CreateBranchRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let branch = req.branch.clone().unwrap_or_else(|| pfs::Branch {
@@ -295,19 +411,28 @@ impl pfs::api_server::Api for Svc {
             name: req.s_branch.clone(),
         });
         let repo = repo_of(branch.repo.as_ref());
-        self.cluster
-            .mutate(|state, _| state.create_branch(&repo, &branch.name, req.head.as_ref(), &req.provenance))?;
+        self.cluster.mutate(|state, _| {
+            state.create_branch(&repo, &branch.name, req.head.as_ref(), &req.provenance)
+        })?;
         Ok(Response::new(()))
     }
 
-    async fn inspect_branch(&self, request: Request<pfs::InspectBranchRequest>) -> Result<Response<pfs::BranchInfo>, Status> {
+    async fn inspect_branch(
+        &self,
+        request: Request<pfs::InspectBranchRequest>,
+    ) -> Result<Response<pfs::BranchInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let branch = request.into_inner().branch.unwrap_or_default();
         let repo = repo_of(branch.repo.as_ref());
-        Ok(Response::new(self.cluster.lock().branch_info(&repo, &branch.name)?))
+        Ok(Response::new(
+            self.cluster.lock().branch_info(&repo, &branch.name)?,
+        ))
     }
 
-    async fn list_branch(&self, request: Request<pfs::ListBranchRequest>) -> Result<Response<pfs::BranchInfos>, Status> {
+    async fn list_branch(
+        &self,
+        request: Request<pfs::ListBranchRequest>,
+    ) -> Result<Response<pfs::BranchInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let repo = repo_of(req.repo.as_ref());
@@ -316,15 +441,22 @@ impl pfs::api_server::Api for Svc {
         }))
     }
 
-    async fn delete_branch(&self, request: Request<pfs::DeleteBranchRequest>) -> Result<Response<()>, Status> {
+    async fn delete_branch(
+        &self,
+        request: Request<pfs::DeleteBranchRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let branch = request.into_inner().branch.unwrap_or_default();
         let repo = repo_of(branch.repo.as_ref());
-        self.cluster.mutate(|state, _| state.delete_branch(&repo, &branch.name))?;
+        self.cluster
+            .mutate(|state, _| state.delete_branch(&repo, &branch.name))?;
         Ok(Response::new(()))
     }
 
-    async fn put_file(&self, request: Request<Streaming<pfs::PutFileRequest>>) -> Result<Response<()>, Status> {
+    async fn put_file(
+        &self,
+        request: Request<Streaming<pfs::PutFileRequest>>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let mut stream = request.into_inner();
         let mut writes: Vec<FileWrite> = Vec::new();
@@ -347,7 +479,9 @@ impl pfs::api_server::Api for Svc {
                 });
             }
             let Some(current) = writes.last_mut() else {
-                return Err(PachdError::invalid("PutFile: the first request must name a file").into());
+                return Err(
+                    PachdError::invalid("PutFile: the first request must name a file").into(),
+                );
             };
             current.content.extend_from_slice(&message.value);
         }
@@ -357,7 +491,10 @@ impl pfs::api_server::Api for Svc {
 
     type GetFileStream = BoxStream<Vec<u8>>;
 
-    async fn get_file(&self, request: Request<pfs::GetFileRequest>) -> Result<Response<Self::GetFileStream>, Status> {
+    async fn get_file(
+        &self,
+        request: Request<pfs::GetFileRequest>,
+    ) -> Result<Response<Self::GetFileStream>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let (repo, reference, path) = file_parts(req.file.as_ref());
@@ -371,7 +508,9 @@ impl pfs::api_server::Api for Svc {
             None => return Err(PachdError::file_not_found(&repo, &id, &path).into()),
         };
         let content = read_file(self.cluster.bucket(), &entry.objects)?;
-        let start = usize::try_from(req.offset_bytes.max(0)).unwrap_or(0).min(content.len());
+        let start = usize::try_from(req.offset_bytes.max(0))
+            .unwrap_or(0)
+            .min(content.len());
         let end = if req.size_bytes > 0 {
             start
                 .saturating_add(usize::try_from(req.size_bytes).unwrap_or(usize::MAX))
@@ -379,11 +518,17 @@ impl pfs::api_server::Api for Svc {
         } else {
             content.len()
         };
-        let chunks: Vec<Vec<u8>> = content[start..end].chunks(2 << 20).map(<[u8]>::to_vec).collect();
+        let chunks: Vec<Vec<u8>> = content[start..end]
+            .chunks(2 << 20)
+            .map(<[u8]>::to_vec)
+            .collect();
         Ok(Response::new(stream_of(chunks)))
     }
 
-    async fn inspect_file(&self, request: Request<pfs::InspectFileRequest>) -> Result<Response<pfs::FileInfo>, Status> {
+    async fn inspect_file(
+        &self,
+        request: Request<pfs::InspectFileRequest>,
+    ) -> Result<Response<pfs::FileInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let (repo, reference, path) = file_parts(request.get_ref().file.as_ref());
         let (id, tree) = commit_tree(&self.cluster, &repo, &reference)?;
@@ -393,7 +538,10 @@ impl pfs::api_server::Api for Svc {
         Ok(Response::new(file_info(&repo, &id, &node)))
     }
 
-    async fn list_file(&self, request: Request<pfs::ListFileRequest>) -> Result<Response<pfs::FileInfos>, Status> {
+    async fn list_file(
+        &self,
+        request: Request<pfs::ListFileRequest>,
+    ) -> Result<Response<pfs::FileInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(pfs::FileInfos {
             file_info: list_files(&self.cluster, request.get_ref().file.as_ref())?,
@@ -402,12 +550,21 @@ impl pfs::api_server::Api for Svc {
 
     type ListFileStreamStream = BoxStream<pfs::FileInfo>;
 
-    async fn list_file_stream(&self, request: Request<pfs::ListFileRequest>) -> Result<Response<Self::ListFileStreamStream>, Status> {
+    async fn list_file_stream(
+        &self,
+        request: Request<pfs::ListFileRequest>,
+    ) -> Result<Response<Self::ListFileStreamStream>, Status> {
         self.cluster.caller(request.metadata())?;
-        Ok(Response::new(stream_of(list_files(&self.cluster, request.get_ref().file.as_ref())?)))
+        Ok(Response::new(stream_of(list_files(
+            &self.cluster,
+            request.get_ref().file.as_ref(),
+        )?)))
     }
 
-    async fn glob_file(&self, request: Request<pfs::GlobFileRequest>) -> Result<Response<pfs::FileInfos>, Status> {
+    async fn glob_file(
+        &self,
+        request: Request<pfs::GlobFileRequest>,
+    ) -> Result<Response<pfs::FileInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.get_ref();
         Ok(Response::new(pfs::FileInfos {
@@ -417,13 +574,23 @@ impl pfs::api_server::Api for Svc {
 
     type GlobFileStreamStream = BoxStream<pfs::FileInfo>;
 
-    async fn glob_file_stream(&self, request: Request<pfs::GlobFileRequest>) -> Result<Response<Self::GlobFileStreamStream>, Status> {
+    async fn glob_file_stream(
+        &self,
+        request: Request<pfs::GlobFileRequest>,
+    ) -> Result<Response<Self::GlobFileStreamStream>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.get_ref();
-        Ok(Response::new(stream_of(glob_files(&self.cluster, req.commit.as_ref(), &req.pattern)?)))
+        Ok(Response::new(stream_of(glob_files(
+            &self.cluster,
+            req.commit.as_ref(),
+            &req.pattern,
+        )?)))
     }
 
-    async fn delete_file(&self, request: Request<pfs::DeleteFileRequest>) -> Result<Response<()>, Status> {
+    async fn delete_file(
+        &self,
+        request: Request<pfs::DeleteFileRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let (repo, reference, path) = file_parts(request.get_ref().file.as_ref());
         apply_writes(
@@ -474,7 +641,10 @@ fn io_status(what: &str, err: std::io::Error) -> Status {
 
 #[tonic::async_trait]
 impl pfs::object_api_server::ObjectApi for ObjectSvc {
-    async fn put_object(&self, request: Request<Streaming<pfs::PutObjectRequest>>) -> Result<Response<pfs::Object>, Status> {
+    async fn put_object(
+        &self,
+        request: Request<Streaming<pfs::PutObjectRequest>>,
+    ) -> Result<Response<pfs::Object>, Status> {
         self.cluster.caller(request.metadata())?;
         let mut stream = request.into_inner();
         let mut content = Vec::new();
@@ -483,14 +653,24 @@ impl pfs::object_api_server::ObjectApi for ObjectSvc {
             content.extend(message.value);
             tags.extend(message.tags);
         }
-        let hash = self.cluster.bucket().put_object(&content).map_err(|e| io_status("write object", e))?;
+        let hash = self
+            .cluster
+            .bucket()
+            .put_object(&content)
+            .map_err(|e| io_status("write object", e))?;
         for tag in tags {
-            self.cluster.bucket().put_tag(&tag.name, &hash).map_err(|e| io_status("write tag", e))?;
+            self.cluster
+                .bucket()
+                .put_tag(&tag.name, &hash)
+                .map_err(|e| io_status("write tag", e))?;
         }
         Ok(Response::new(pfs::Object { hash }))
     }
 
-    async fn create_object(&self, request: Request<pfs::CreateObjectRequest>) -> Result<Response<()>, Status> {
+    async fn create_object(
+        &self,
+        request: Request<pfs::CreateObjectRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let hash = req.object.map(|o| o.hash).unwrap_or_default();
@@ -503,7 +683,10 @@ impl pfs::object_api_server::ObjectApi for ObjectSvc {
 
     type GetObjectStream = BoxStream<Vec<u8>>;
 
-    async fn get_object(&self, request: Request<pfs::Object>) -> Result<Response<Self::GetObjectStream>, Status> {
+    async fn get_object(
+        &self,
+        request: Request<pfs::Object>,
+    ) -> Result<Response<Self::GetObjectStream>, Status> {
         self.cluster.caller(request.metadata())?;
         let hash = request.into_inner().hash;
         let content = self
@@ -512,20 +695,35 @@ impl pfs::object_api_server::ObjectApi for ObjectSvc {
             .read_object(&hash)
             .map_err(|e| io_status("read object", e))?
             .ok_or_else(|| PachdError::object_not_found(&hash))?;
-        Ok(Response::new(stream_of(content.chunks(CHUNK).map(<[u8]>::to_vec).collect())))
+        Ok(Response::new(stream_of(
+            content.chunks(CHUNK).map(<[u8]>::to_vec).collect(),
+        )))
     }
 
-    async fn put_block(&self, request: Request<Streaming<pfs::PutBlockRequest>>) -> Result<Response<()>, Status> {
+    async fn put_block(
+        &self,
+        request: Request<Streaming<pfs::PutBlockRequest>>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let mut stream = request.into_inner();
         let mut writer = None;
         while let Some(message) = stream.message().await? {
             if writer.is_none() {
-                let id = message.block.as_ref().map(|b| b.hash.clone()).unwrap_or_default();
-                writer = Some(self.cluster.bucket().block_writer(&id).map_err(|e| io_status("write block", e))?);
+                let id = message
+                    .block
+                    .as_ref()
+                    .map(|b| b.hash.clone())
+                    .unwrap_or_default();
+                writer = Some(
+                    self.cluster
+                        .bucket()
+                        .block_writer(&id)
+                        .map_err(|e| io_status("write block", e))?,
+                );
             }
             if let Some(w) = writer.as_mut() {
-                w.write(&message.value).map_err(|e| io_status("write block", e))?;
+                w.write(&message.value)
+                    .map_err(|e| io_status("write block", e))?;
             }
         }
         if let Some(w) = writer {
@@ -536,13 +734,24 @@ impl pfs::object_api_server::ObjectApi for ObjectSvc {
 
     type GetBlockStream = BoxStream<Vec<u8>>;
 
-    async fn get_block(&self, request: Request<pfs::GetBlockRequest>) -> Result<Response<Self::GetBlockStream>, Status> {
+    async fn get_block(
+        &self,
+        request: Request<pfs::GetBlockRequest>,
+    ) -> Result<Response<Self::GetBlockStream>, Status> {
         self.cluster.caller(request.metadata())?;
-        let id = request.into_inner().block.map(|b| b.hash).unwrap_or_default();
+        let id = request
+            .into_inner()
+            .block
+            .map(|b| b.hash)
+            .unwrap_or_default();
         if !self.cluster.bucket().has_block(&id) {
             return Err(PachdError::block_not_found(&id).into());
         }
-        let mut file = self.cluster.bucket().open_block(&id).map_err(|e| io_status("read block", e))?;
+        let mut file = self
+            .cluster
+            .bucket()
+            .open_block(&id)
+            .map_err(|e| io_status("read block", e))?;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         tokio::task::spawn_blocking(move || {
             loop {
@@ -561,28 +770,48 @@ impl pfs::object_api_server::ObjectApi for ObjectSvc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     type ListBlockStream = BoxStream<pfs::Block>;
 
-    async fn list_block(&self, request: Request<pfs::ListBlockRequest>) -> Result<Response<Self::ListBlockStream>, Status> {
+    async fn list_block(
+        &self,
+        request: Request<pfs::ListBlockRequest>,
+    ) -> Result<Response<Self::ListBlockStream>, Status> {
         self.cluster.caller(request.metadata())?;
-        let blocks = self.cluster.bucket().list_blocks().map_err(|e| io_status("list blocks", e))?;
-        Ok(Response::new(stream_of(blocks.into_iter().map(|hash| pfs::Block { hash }).collect())))
+        let blocks = self
+            .cluster
+            .bucket()
+            .list_blocks()
+            .map_err(|e| io_status("list blocks", e))?;
+        Ok(Response::new(stream_of(
+            blocks.into_iter().map(|hash| pfs::Block { hash }).collect(),
+        )))
     }
 
-    async fn tag_object(&self, request: Request<pfs::TagObjectRequest>) -> Result<Response<()>, Status> {
+    async fn tag_object(
+        &self,
+        request: Request<pfs::TagObjectRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let hash = req.object.map(|o| o.hash).unwrap_or_default();
         for tag in req.tags {
-            self.cluster.bucket().put_tag(&tag.name, &hash).map_err(|e| io_status("write tag", e))?;
+            self.cluster
+                .bucket()
+                .put_tag(&tag.name, &hash)
+                .map_err(|e| io_status("write tag", e))?;
         }
         Ok(Response::new(()))
     }
 
-    async fn inspect_object(&self, request: Request<pfs::Object>) -> Result<Response<pfs::ObjectInfo>, Status> {
+    async fn inspect_object(
+        &self,
+        request: Request<pfs::Object>,
+    ) -> Result<Response<pfs::ObjectInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let hash = request.into_inner().hash;
         let block_ref = self
@@ -599,12 +828,20 @@ impl pfs::object_api_server::ObjectApi for ObjectSvc {
 
     type ListObjectsStream = BoxStream<pfs::ObjectInfo>;
 
-    async fn list_objects(&self, request: Request<pfs::ListObjectsRequest>) -> Result<Response<Self::ListObjectsStream>, Status> {
+    async fn list_objects(
+        &self,
+        request: Request<pfs::ListObjectsRequest>,
+    ) -> Result<Response<Self::ListObjectsStream>, Status> {
         self.cluster.caller(request.metadata())?;
         let bucket = self.cluster.bucket();
         let mut infos = Vec::new();
-        for hash in bucket.list_objects().map_err(|e| io_status("list objects", e))? {
-            let block_ref = bucket.object_ref(&hash).map_err(|e| io_status("read object", e))?;
+        for hash in bucket
+            .list_objects()
+            .map_err(|e| io_status("list objects", e))?
+        {
+            let block_ref = bucket
+                .object_ref(&hash)
+                .map_err(|e| io_status("read object", e))?;
             infos.push(pfs::ObjectInfo {
                 object: Some(pfs::Object { hash }),
                 block_ref,
@@ -615,7 +852,10 @@ impl pfs::object_api_server::ObjectApi for ObjectSvc {
 
     type ListTagsStream = BoxStream<pfs::ListTagsResponse>;
 
-    async fn list_tags(&self, request: Request<pfs::ListTagsRequest>) -> Result<Response<Self::ListTagsStream>, Status> {
+    async fn list_tags(
+        &self,
+        request: Request<pfs::ListTagsRequest>,
+    ) -> Result<Response<Self::ListTagsStream>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let bucket = self.cluster.bucket();
@@ -652,69 +892,110 @@ fn pipeline_name(pipeline: Option<&pps::Pipeline>) -> String {
 
 #[tonic::async_trait]
 impl pps::api_server::Api for PpsSvc {
-    async fn create_job(&self, request: Request<pps::CreateJobRequest>) -> Result<Response<pps::Job>, Status> {
+    async fn create_job(
+        &self,
+        request: Request<pps::CreateJobRequest>,
+    ) -> Result<Response<pps::Job>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
-        Ok(Response::new(self.cluster.mutate(|state, _| state.create_job(&req))?))
+        Ok(Response::new(
+            self.cluster.mutate(|state, _| state.create_job(&req))?,
+        ))
     }
 
-    async fn inspect_job(&self, request: Request<pps::InspectJobRequest>) -> Result<Response<pps::JobInfo>, Status> {
+    async fn inspect_job(
+        &self,
+        request: Request<pps::InspectJobRequest>,
+    ) -> Result<Response<pps::JobInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.get_ref();
         let id = req.job.as_ref().map(|j| j.id.as_str()).unwrap_or("");
-        Ok(Response::new(self.cluster.lock().job_info(id, req.output_commit.as_ref())?))
+        Ok(Response::new(
+            self.cluster
+                .lock()
+                .job_info(id, req.output_commit.as_ref())?,
+        ))
     }
 
-    async fn list_job(&self, request: Request<pps::ListJobRequest>) -> Result<Response<pps::JobInfos>, Status> {
+    async fn list_job(
+        &self,
+        request: Request<pps::ListJobRequest>,
+    ) -> Result<Response<pps::JobInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.get_ref();
         let name = pipeline_name(req.pipeline.as_ref());
         Ok(Response::new(pps::JobInfos {
-            job_info: self.cluster.lock().list_jobs(Some(&name), req.output_commit.as_ref())?,
+            job_info: self
+                .cluster
+                .lock()
+                .list_jobs(Some(&name), req.output_commit.as_ref())?,
         }))
     }
 
     type ListJobStreamStream = BoxStream<pps::JobInfo>;
 
-    async fn list_job_stream(&self, request: Request<pps::ListJobRequest>) -> Result<Response<Self::ListJobStreamStream>, Status> {
+    async fn list_job_stream(
+        &self,
+        request: Request<pps::ListJobRequest>,
+    ) -> Result<Response<Self::ListJobStreamStream>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.get_ref();
         let name = pipeline_name(req.pipeline.as_ref());
         Ok(Response::new(stream_of(
-            self.cluster.lock().list_jobs(Some(&name), req.output_commit.as_ref())?,
+            self.cluster
+                .lock()
+                .list_jobs(Some(&name), req.output_commit.as_ref())?,
         )))
     }
 
-    async fn delete_job(&self, request: Request<pps::DeleteJobRequest>) -> Result<Response<()>, Status> {
+    async fn delete_job(
+        &self,
+        request: Request<pps::DeleteJobRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let id = request.into_inner().job.map(|j| j.id).unwrap_or_default();
         self.cluster.mutate(|state, _| state.delete_job(&id))?;
         Ok(Response::new(()))
     }
 
-    async fn stop_job(&self, request: Request<pps::StopJobRequest>) -> Result<Response<()>, Status> {
+    async fn stop_job(
+        &self,
+        request: Request<pps::StopJobRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let id = request.into_inner().job.map(|j| j.id).unwrap_or_default();
-        self.cluster
-            .mutate(|state, _| state.update_job(&id, pps::JobState::JobKilled as i32, "job stopped"))?;
+        self.cluster.mutate(|state, _| {
+            state.update_job(&id, pps::JobState::JobKilled as i32, "job stopped")
+        })?;
         Ok(Response::new(()))
     }
 
-    async fn create_pipeline(&self, request: Request<pps::CreatePipelineRequest>) -> Result<Response<()>, Status> {
+    async fn create_pipeline(
+        &self,
+        request: Request<pps::CreatePipelineRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
-        let transition = self.cluster.mutate(|state, bucket| state.create_pipeline(bucket, &req))?;
+        let transition = self
+            .cluster
+            .mutate(|state, bucket| state.create_pipeline(bucket, &req))?;
         self.cluster.schedule(transition);
         Ok(Response::new(()))
     }
 
-    async fn inspect_pipeline(&self, request: Request<pps::InspectPipelineRequest>) -> Result<Response<pps::PipelineInfo>, Status> {
+    async fn inspect_pipeline(
+        &self,
+        request: Request<pps::InspectPipelineRequest>,
+    ) -> Result<Response<pps::PipelineInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let name = pipeline_name(request.get_ref().pipeline.as_ref());
         Ok(Response::new(self.cluster.lock().pipeline_info(&name)?))
     }
 
-    async fn list_pipeline(&self, request: Request<pps::ListPipelineRequest>) -> Result<Response<pps::PipelineInfos>, Status> {
+    async fn list_pipeline(
+        &self,
+        request: Request<pps::ListPipelineRequest>,
+    ) -> Result<Response<pps::PipelineInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         let name = pipeline_name(request.get_ref().pipeline.as_ref());
         Ok(Response::new(pps::PipelineInfos {
@@ -722,7 +1003,10 @@ impl pps::api_server::Api for PpsSvc {
         }))
     }
 
-    async fn delete_pipeline(&self, request: Request<pps::DeletePipelineRequest>) -> Result<Response<()>, Status> {
+    async fn delete_pipeline(
+        &self,
+        request: Request<pps::DeletePipelineRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let name = pipeline_name(req.pipeline.as_ref());
@@ -731,18 +1015,28 @@ impl pps::api_server::Api for PpsSvc {
         Ok(Response::new(()))
     }
 
-    async fn start_pipeline(&self, request: Request<pps::StartPipelineRequest>) -> Result<Response<()>, Status> {
+    async fn start_pipeline(
+        &self,
+        request: Request<pps::StartPipelineRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let name = pipeline_name(request.get_ref().pipeline.as_ref());
-        let transition = self.cluster.mutate(|state, bucket| state.start_pipeline(bucket, &name))?;
+        let transition = self
+            .cluster
+            .mutate(|state, bucket| state.start_pipeline(bucket, &name))?;
         self.cluster.schedule(transition);
         Ok(Response::new(()))
     }
 
-    async fn stop_pipeline(&self, request: Request<pps::StopPipelineRequest>) -> Result<Response<()>, Status> {
+    async fn stop_pipeline(
+        &self,
+        request: Request<pps::StopPipelineRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let name = pipeline_name(request.get_ref().pipeline.as_ref());
-        let transition = self.cluster.mutate(|state, bucket| state.stop_pipeline(bucket, &name))?;
+        let transition = self
+            .cluster
+            .mutate(|state, bucket| state.stop_pipeline(bucket, &name))?;
         self.cluster.schedule(transition);
         Ok(Response::new(()))
     }
@@ -756,11 +1050,15 @@ impl pps::api_server::Api for PpsSvc {
         Ok(Response::new(()))
     }
 
-    async fn update_job_state(&self, request: Request<pps::UpdateJobStateRequest>) -> Result<Response<()>, Status> {
+    async fn update_job_state(
+        &self,
+        request: Request<pps::UpdateJobStateRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let id = req.job.as_ref().map(|j| j.id.clone()).unwrap_or_default();
-        self.cluster.mutate(|state, _| state.update_job(&id, req.state, &req.reason))?;
+        self.cluster
+            .mutate(|state, _| state.update_job(&id, req.state, &req.reason))?;
         Ok(Response::new(()))
     }
 }
@@ -782,10 +1080,18 @@ pub fn url_path(bucket: &Bucket, url: &str) -> PachdResult<std::path::PathBuf> {
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(PachdError::unknown("URL must be <svc>://<bucket>/<object>"));
     };
-    if !matches!(scheme, "s3" | "gs" | "gcs" | "as" | "wasb" | "local" | "minio") {
-        return Err(PachdError::unknown(format!("unrecognized object store: {scheme}")));
+    if !matches!(
+        scheme,
+        "s3" | "gs" | "gcs" | "as" | "wasb" | "local" | "minio"
+    ) {
+        return Err(PachdError::unknown(format!(
+            "unrecognized object store: {scheme}"
+        )));
     }
-    let Some((_, object)) = rest.split_once('/').filter(|(b, o)| !b.is_empty() && !o.is_empty()) else {
+    let Some((_, object)) = rest
+        .split_once('/')
+        .filter(|(b, o)| !b.is_empty() && !o.is_empty())
+    else {
         return Err(PachdError::unknown("URL must be <svc>://<bucket>/<object>"));
     };
     bucket
@@ -797,7 +1103,10 @@ pub fn url_path(bucket: &Bucket, url: &str) -> PachdResult<std::path::PathBuf> {
 impl admin::api_server::Api for AdminSvc {
     type ExtractStream = BoxStream<admin::Op>;
 
-    async fn extract(&self, request: Request<admin::ExtractRequest>) -> Result<Response<Self::ExtractStream>, Status> {
+    async fn extract(
+        &self,
+        request: Request<admin::ExtractRequest>,
+    ) -> Result<Response<Self::ExtractStream>, Status> {
         let caller = self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let snapshot: State = self.cluster.lock().clone();
@@ -807,25 +1116,39 @@ impl admin::api_server::Api for AdminSvc {
             let path = url_path(&bucket, &req.url)?;
             let written = tokio::task::spawn_blocking(move || -> PachdResult<()> {
                 if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| PachdError::io("create dump directory", &e))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| PachdError::io("create dump directory", &e))?;
                 }
                 let temp = path.with_extension(format!("partial-{}", new_id()));
-                let file = std::fs::File::create(&temp).map_err(|e| PachdError::io("write dump", &e))?;
+                let file =
+                    std::fs::File::create(&temp).map_err(|e| PachdError::io("write dump", &e))?;
                 let mut writer = DumpWriter::new(std::io::BufWriter::new(file));
                 let mut failure = None;
-                extract(&snapshot, &bucket, version, &req, &caller, &mut |op| match writer.write_op(&op) {
-                    Ok(()) => true,
-                    Err(err) => {
-                        failure = Some(err);
-                        false
-                    }
-                })?;
+                extract(
+                    &snapshot,
+                    &bucket,
+                    version,
+                    &req,
+                    &caller,
+                    &mut |op| match writer.write_op(&op) {
+                        Ok(()) => true,
+                        Err(err) => {
+                            failure = Some(err);
+                            false
+                        }
+                    },
+                )?;
                 if let Some(err) = failure {
                     return Err(PachdError::io("write dump", &err));
                 }
-                let sink = writer.finish().map_err(|e| PachdError::io("write dump", &e))?;
-                let file = sink.into_inner().map_err(|e| PachdError::io("write dump", &e.into_error()))?;
-                file.sync_all().map_err(|e| PachdError::io("write dump", &e))?;
+                let sink = writer
+                    .finish()
+                    .map_err(|e| PachdError::io("write dump", &e))?;
+                let file = sink
+                    .into_inner()
+                    .map_err(|e| PachdError::io("write dump", &e.into_error()))?;
+                file.sync_all()
+                    .map_err(|e| PachdError::io("write dump", &e))?;
                 std::fs::rename(&temp, &path).map_err(|e| PachdError::io("write dump", &e))
             })
             .await
@@ -835,22 +1158,32 @@ impl admin::api_server::Api for AdminSvc {
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<admin::Op, Status>>(4);
         tokio::task::spawn_blocking(move || {
-            let result = extract(&snapshot, &bucket, version, &req, &caller, &mut |op| tx.blocking_send(Ok(op)).is_ok());
+            let result = extract(&snapshot, &bucket, version, &req, &caller, &mut |op| {
+                tx.blocking_send(Ok(op)).is_ok()
+            });
             if let Err(err) = result {
                 let _ = tx.blocking_send(Err(err.into()));
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
-    async fn extract_pipeline(&self, request: Request<admin::ExtractPipelineRequest>) -> Result<Response<admin::Op>, Status> {
+    async fn extract_pipeline(
+        &self,
+        request: Request<admin::ExtractPipelineRequest>,
+    ) -> Result<Response<admin::Op>, Status> {
         self.cluster.caller(request.metadata())?;
         let name = pipeline_name(request.get_ref().pipeline.as_ref());
         let op = extract_pipeline(&self.cluster.lock(), self.cluster.version(), &name)?;
         Ok(Response::new(op))
     }
 
-    async fn restore(&self, request: Request<Streaming<admin::RestoreRequest>>) -> Result<Response<()>, Status> {
+    async fn restore(
+        &self,
+        request: Request<Streaming<admin::RestoreRequest>>,
+    ) -> Result<Response<()>, Status> {
         let token = token_of(request.metadata());
         let version = self.cluster.version();
         {
@@ -866,9 +1199,15 @@ impl admin::api_server::Api for AdminSvc {
                 }
             }
         }
-        let mode = match request.metadata().get(RESTORE_MODE_KEY).and_then(|v| v.to_str().ok()) {
+        let mode = match request
+            .metadata()
+            .get(RESTORE_MODE_KEY)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(text) => RestoreMode::parse(text).ok_or_else(|| {
-                PachdError::invalid(format!("{RESTORE_MODE_KEY} must be lenient, strict or check, not '{text}'"))
+                PachdError::invalid(format!(
+                    "{RESTORE_MODE_KEY} must be lenient, strict or check, not '{text}'"
+                ))
             })?,
             None if self.cluster.config().strict_restore => RestoreMode::Strict,
             None => RestoreMode::Lenient,
@@ -922,7 +1261,10 @@ impl admin::api_server::Api for AdminSvc {
         Ok(Response::new(()))
     }
 
-    async fn inspect_cluster(&self, _request: Request<()>) -> Result<Response<admin::ClusterInfo>, Status> {
+    async fn inspect_cluster(
+        &self,
+        _request: Request<()>,
+    ) -> Result<Response<admin::ClusterInfo>, Status> {
         let state = self.cluster.lock();
         Ok(Response::new(admin::ClusterInfo {
             id: state.cluster_id.clone(),
@@ -948,7 +1290,10 @@ impl AuthSvc {
         }
         let caller = state.caller(token_of(metadata).as_deref())?;
         if !caller.admin {
-            return Err(PachdError::not_authorized(caller.subject.as_deref().unwrap_or(""), operation));
+            return Err(PachdError::not_authorized(
+                caller.subject.as_deref().unwrap_or(""),
+                operation,
+            ));
         }
         Ok(())
     }
@@ -972,21 +1317,40 @@ impl AuthSvc {
 
 #[tonic::async_trait]
 impl auth::api_server::Api for AuthSvc {
-    async fn activate(&self, request: Request<auth::ActivateRequest>) -> Result<Response<auth::ActivateResponse>, Status> {
+    async fn activate(
+        &self,
+        request: Request<auth::ActivateRequest>,
+    ) -> Result<Response<auth::ActivateResponse>, Status> {
         let req = request.into_inner();
-        let root = if self.cluster.version().has_auth_ops() { req.root_token.clone() } else { String::new() };
-        let subject = if req.subject.is_empty() { req.github_token.clone() } else { req.subject.clone() };
-        let token = self.cluster.mutate(|state, _| state.activate_auth(&subject, &root))?;
+        let root = if self.cluster.version().has_auth_ops() {
+            req.root_token.clone()
+        } else {
+            String::new()
+        };
+        let subject = if req.subject.is_empty() {
+            req.github_token.clone()
+        } else {
+            req.subject.clone()
+        };
+        let token = self
+            .cluster
+            .mutate(|state, _| state.activate_auth(&subject, &root))?;
         Ok(Response::new(auth::ActivateResponse { pach_token: token }))
     }
 
-    async fn deactivate(&self, request: Request<auth::DeactivateRequest>) -> Result<Response<auth::DeactivateResponse>, Status> {
+    async fn deactivate(
+        &self,
+        request: Request<auth::DeactivateRequest>,
+    ) -> Result<Response<auth::DeactivateResponse>, Status> {
         self.admin(request.metadata(), "Deactivate")?;
         self.cluster.mutate(|state, _| state.deactivate_auth())?;
         Ok(Response::new(auth::DeactivateResponse {}))
     }
 
-    async fn get_configuration(&self, request: Request<auth::GetConfigurationRequest>) -> Result<Response<auth::GetConfigurationResponse>, Status> {
+    async fn get_configuration(
+        &self,
+        request: Request<auth::GetConfigurationRequest>,
+    ) -> Result<Response<auth::GetConfigurationResponse>, Status> {
         let state = self.cluster.lock();
         if !state.auth.active {
             return Err(PachdError::auth_not_activated().into());
@@ -997,7 +1361,10 @@ impl auth::api_server::Api for AuthSvc {
         }))
     }
 
-    async fn set_configuration(&self, request: Request<auth::SetConfigurationRequest>) -> Result<Response<auth::SetConfigurationResponse>, Status> {
+    async fn set_configuration(
+        &self,
+        request: Request<auth::SetConfigurationRequest>,
+    ) -> Result<Response<auth::SetConfigurationResponse>, Status> {
         self.admin(request.metadata(), "SetConfiguration")?;
         let mut config = request.into_inner().configuration.unwrap_or_default();
         self.cluster.mutate(|state, _| {
@@ -1008,12 +1375,21 @@ impl auth::api_server::Api for AuthSvc {
         Ok(Response::new(auth::SetConfigurationResponse {}))
     }
 
-    async fn get_admins(&self, request: Request<auth::GetAdminsRequest>) -> Result<Response<auth::GetAdminsResponse>, Status> {
-        let admins = self.cluster.lock().admins(token_of(request.metadata()).as_deref())?;
+    async fn get_admins(
+        &self,
+        request: Request<auth::GetAdminsRequest>,
+    ) -> Result<Response<auth::GetAdminsResponse>, Status> {
+        let admins = self
+            .cluster
+            .lock()
+            .admins(token_of(request.metadata()).as_deref())?;
         Ok(Response::new(auth::GetAdminsResponse { admins }))
     }
 
-    async fn get_cluster_role_bindings(&self, request: Request<auth::GetClusterRoleBindingsRequest>) -> Result<Response<auth::GetClusterRoleBindingsResponse>, Status> {
+    async fn get_cluster_role_bindings(
+        &self,
+        request: Request<auth::GetClusterRoleBindingsRequest>,
+    ) -> Result<Response<auth::GetClusterRoleBindingsResponse>, Status> {
         self.need_roles("GetClusterRoleBindings")?;
         let state = self.cluster.lock();
         if !state.auth.active {
@@ -1025,32 +1401,56 @@ impl auth::api_server::Api for AuthSvc {
                 .auth
                 .roles
                 .iter()
-                .map(|(p, roles)| (p.clone(), auth::ClusterRoles { roles: roles.clone() }))
+                .map(|(p, roles)| {
+                    (
+                        p.clone(),
+                        auth::ClusterRoles {
+                            roles: roles.clone(),
+                        },
+                    )
+                })
                 .collect(),
         }))
     }
 
-    async fn modify_cluster_role_binding(&self, request: Request<auth::ModifyClusterRoleBindingRequest>) -> Result<Response<auth::ModifyClusterRoleBindingResponse>, Status> {
+    async fn modify_cluster_role_binding(
+        &self,
+        request: Request<auth::ModifyClusterRoleBindingRequest>,
+    ) -> Result<Response<auth::ModifyClusterRoleBindingResponse>, Status> {
         self.need_roles("ModifyClusterRoleBinding")?;
         self.admin(request.metadata(), "ModifyClusterRoleBinding")?;
         let req = request.into_inner();
         let roles = req.roles.map(|r| r.roles).unwrap_or_default();
-        self.cluster.mutate(|state, _| state.set_role_binding(&req.principal, roles))?;
+        self.cluster
+            .mutate(|state, _| state.set_role_binding(&req.principal, roles))?;
         Ok(Response::new(auth::ModifyClusterRoleBindingResponse {}))
     }
 
-    async fn authenticate(&self, _request: Request<auth::AuthenticateRequest>) -> Result<Response<auth::AuthenticateResponse>, Status> {
+    async fn authenticate(
+        &self,
+        _request: Request<auth::AuthenticateRequest>,
+    ) -> Result<Response<auth::AuthenticateResponse>, Status> {
         if !self.cluster.lock().auth.active {
             return Err(PachdError::auth_not_activated().into());
         }
         Err(PachdError::unsupported("Authenticate (use GetAuthToken as an admin)").into())
     }
 
-    async fn who_am_i(&self, request: Request<auth::WhoAmIRequest>) -> Result<Response<auth::WhoAmIResponse>, Status> {
-        Ok(Response::new(self.cluster.lock().who_am_i(token_of(request.metadata()).as_deref())?))
+    async fn who_am_i(
+        &self,
+        request: Request<auth::WhoAmIRequest>,
+    ) -> Result<Response<auth::WhoAmIResponse>, Status> {
+        Ok(Response::new(
+            self.cluster
+                .lock()
+                .who_am_i(token_of(request.metadata()).as_deref())?,
+        ))
     }
 
-    async fn get_acl(&self, request: Request<auth::GetAclRequest>) -> Result<Response<auth::GetAclResponse>, Status> {
+    async fn get_acl(
+        &self,
+        request: Request<auth::GetAclRequest>,
+    ) -> Result<Response<auth::GetAclResponse>, Status> {
         let state = self.cluster.lock();
         if !state.auth.active {
             return Err(PachdError::auth_not_activated().into());
@@ -1059,14 +1459,21 @@ impl auth::api_server::Api for AuthSvc {
         Ok(Response::new(state.acl(&request.get_ref().repo)?))
     }
 
-    async fn set_acl(&self, request: Request<auth::SetAclRequest>) -> Result<Response<auth::SetAclResponse>, Status> {
+    async fn set_acl(
+        &self,
+        request: Request<auth::SetAclRequest>,
+    ) -> Result<Response<auth::SetAclResponse>, Status> {
         self.admin(request.metadata(), "SetACL")?;
         let req = request.into_inner();
-        self.cluster.mutate(|state, _| state.set_acl(&req.repo, &req.entries))?;
+        self.cluster
+            .mutate(|state, _| state.set_acl(&req.repo, &req.entries))?;
         Ok(Response::new(auth::SetAclResponse {}))
     }
 
-    async fn get_auth_token(&self, request: Request<auth::GetAuthTokenRequest>) -> Result<Response<auth::GetAuthTokenResponse>, Status> {
+    async fn get_auth_token(
+        &self,
+        request: Request<auth::GetAuthTokenRequest>,
+    ) -> Result<Response<auth::GetAuthTokenResponse>, Status> {
         self.admin(request.metadata(), "GetAuthToken")?;
         let req = request.into_inner();
         let subject = if req.subject.is_empty() {
@@ -1076,11 +1483,16 @@ impl auth::api_server::Api for AuthSvc {
         } else {
             format!("github:{}", req.subject)
         };
-        let token = self.cluster.mutate(|state, _| state.new_token(&subject, req.ttl))?;
+        let token = self
+            .cluster
+            .mutate(|state, _| state.new_token(&subject, req.ttl))?;
         Ok(Response::new(auth::GetAuthTokenResponse { subject, token }))
     }
 
-    async fn extract_auth_tokens(&self, request: Request<auth::ExtractAuthTokensRequest>) -> Result<Response<auth::ExtractAuthTokensResponse>, Status> {
+    async fn extract_auth_tokens(
+        &self,
+        request: Request<auth::ExtractAuthTokensRequest>,
+    ) -> Result<Response<auth::ExtractAuthTokensResponse>, Status> {
         self.need_token_ops("ExtractAuthTokens")?;
         self.admin(request.metadata(), "ExtractAuthTokens")?;
         Ok(Response::new(auth::ExtractAuthTokensResponse {
@@ -1088,11 +1500,15 @@ impl auth::api_server::Api for AuthSvc {
         }))
     }
 
-    async fn restore_auth_token(&self, request: Request<auth::RestoreAuthTokenRequest>) -> Result<Response<auth::RestoreAuthTokenResponse>, Status> {
+    async fn restore_auth_token(
+        &self,
+        request: Request<auth::RestoreAuthTokenRequest>,
+    ) -> Result<Response<auth::RestoreAuthTokenResponse>, Status> {
         self.need_token_ops("RestoreAuthToken")?;
         self.admin(request.metadata(), "RestoreAuthToken")?;
         let token = request.into_inner().token.unwrap_or_default();
-        self.cluster.mutate(|state, _| state.restore_token(&token))?;
+        self.cluster
+            .mutate(|state, _| state.restore_token(&token))?;
         Ok(Response::new(auth::RestoreAuthTokenResponse {}))
     }
 }
@@ -1105,7 +1521,10 @@ pub struct EnterpriseSvc {
 impl EnterpriseSvc {
     fn state(&self) -> (i32, Option<enterprise::TokenInfo>, String) {
         let state = self.cluster.lock();
-        let expires = state.enterprise.expires.map(|seconds| prost_types::Timestamp { seconds, nanos: 0 });
+        let expires = state
+            .enterprise
+            .expires
+            .map(|seconds| prost_types::Timestamp { seconds, nanos: 0 });
         match &state.enterprise.activation_code {
             None => (enterprise::State::None as i32, None, String::new()),
             Some(code) if state.enterprise_active() => (
@@ -1124,17 +1543,25 @@ impl EnterpriseSvc {
 
 #[tonic::async_trait]
 impl enterprise::api_server::Api for EnterpriseSvc {
-    async fn activate(&self, request: Request<enterprise::ActivateRequest>) -> Result<Response<enterprise::ActivateResponse>, Status> {
+    async fn activate(
+        &self,
+        request: Request<enterprise::ActivateRequest>,
+    ) -> Result<Response<enterprise::ActivateResponse>, Status> {
         let req = request.into_inner();
         let expires = self
             .cluster
             .mutate(|state, _| state.activate_enterprise(&req.activation_code, req.expires))?;
         Ok(Response::new(enterprise::ActivateResponse {
-            info: Some(enterprise::TokenInfo { expires: Some(expires) }),
+            info: Some(enterprise::TokenInfo {
+                expires: Some(expires),
+            }),
         }))
     }
 
-    async fn get_state(&self, _request: Request<enterprise::GetStateRequest>) -> Result<Response<enterprise::GetStateResponse>, Status> {
+    async fn get_state(
+        &self,
+        _request: Request<enterprise::GetStateRequest>,
+    ) -> Result<Response<enterprise::GetStateResponse>, Status> {
         let (state, info, code) = self.state();
         Ok(Response::new(enterprise::GetStateResponse {
             state,
@@ -1143,7 +1570,10 @@ impl enterprise::api_server::Api for EnterpriseSvc {
         }))
     }
 
-    async fn get_activation_code(&self, _request: Request<enterprise::GetActivationCodeRequest>) -> Result<Response<enterprise::GetActivationCodeResponse>, Status> {
+    async fn get_activation_code(
+        &self,
+        _request: Request<enterprise::GetActivationCodeRequest>,
+    ) -> Result<Response<enterprise::GetActivationCodeResponse>, Status> {
         if self.cluster.version().minor < 12 {
             return Err(PachdError::unknown_method("enterprise.API", "GetActivationCode").into());
         }
@@ -1155,7 +1585,10 @@ impl enterprise::api_server::Api for EnterpriseSvc {
         }))
     }
 
-    async fn deactivate(&self, _request: Request<enterprise::DeactivateRequest>) -> Result<Response<enterprise::DeactivateResponse>, Status> {
+    async fn deactivate(
+        &self,
+        _request: Request<enterprise::DeactivateRequest>,
+    ) -> Result<Response<enterprise::DeactivateResponse>, Status> {
         self.cluster.mutate(|state, _| {
             state.enterprise = Default::default();
             Ok(())
@@ -1171,7 +1604,10 @@ pub struct VersionSvc {
 
 #[tonic::async_trait]
 impl versionpb::api_server::Api for VersionSvc {
-    async fn get_version(&self, _request: Request<()>) -> Result<Response<versionpb::Version>, Status> {
+    async fn get_version(
+        &self,
+        _request: Request<()>,
+    ) -> Result<Response<versionpb::Version>, Status> {
         let version = self.cluster.version();
         Ok(Response::new(versionpb::Version {
             major: 1,
@@ -1199,12 +1635,18 @@ pub struct TransactionSvc {
 
 #[tonic::async_trait]
 impl transaction::api_server::Api for TransactionSvc {
-    async fn start_transaction(&self, request: Request<transaction::StartTransactionRequest>) -> Result<Response<transaction::Transaction>, Status> {
+    async fn start_transaction(
+        &self,
+        request: Request<transaction::StartTransactionRequest>,
+    ) -> Result<Response<transaction::Transaction>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(transaction::Transaction { id: new_id() }))
     }
 
-    async fn inspect_transaction(&self, request: Request<transaction::InspectTransactionRequest>) -> Result<Response<transaction::TransactionInfo>, Status> {
+    async fn inspect_transaction(
+        &self,
+        request: Request<transaction::InspectTransactionRequest>,
+    ) -> Result<Response<transaction::TransactionInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(transaction::TransactionInfo {
             transaction: request.into_inner().transaction,
@@ -1213,17 +1655,26 @@ impl transaction::api_server::Api for TransactionSvc {
         }))
     }
 
-    async fn delete_transaction(&self, request: Request<transaction::DeleteTransactionRequest>) -> Result<Response<()>, Status> {
+    async fn delete_transaction(
+        &self,
+        request: Request<transaction::DeleteTransactionRequest>,
+    ) -> Result<Response<()>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(()))
     }
 
-    async fn list_transaction(&self, request: Request<transaction::ListTransactionRequest>) -> Result<Response<transaction::TransactionInfos>, Status> {
+    async fn list_transaction(
+        &self,
+        request: Request<transaction::ListTransactionRequest>,
+    ) -> Result<Response<transaction::TransactionInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(transaction::TransactionInfos::default()))
     }
 
-    async fn finish_transaction(&self, request: Request<transaction::FinishTransactionRequest>) -> Result<Response<transaction::TransactionInfo>, Status> {
+    async fn finish_transaction(
+        &self,
+        request: Request<transaction::FinishTransactionRequest>,
+    ) -> Result<Response<transaction::TransactionInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(transaction::TransactionInfo {
             transaction: request.into_inner().transaction,

@@ -505,8 +505,7 @@ impl State {
 
     /// Repo names oldest first, including `__spec__`.
     pub fn repo_names_oldest_first(&self) -> Vec<String> {
-        let mut names: Vec<(&String, u64)> =
-            self.repos.iter().map(|(n, r)| (n, r.seq)).collect();
+        let mut names: Vec<(&String, u64)> = self.repos.iter().map(|(n, r)| (n, r.seq)).collect();
         names.sort_by_key(|(_, seq)| *seq);
         names.into_iter().map(|(n, _)| n.clone()).collect()
     }
@@ -574,7 +573,11 @@ impl State {
 
     fn insert_commit(&mut self, repo_name: &str, info: pfs::CommitInfo, open: Option<FileTree>) {
         let seq = self.tick();
-        let id = info.commit.as_ref().map(|c| c.id.clone()).unwrap_or_default();
+        let id = info
+            .commit
+            .as_ref()
+            .map(|c| c.id.clone())
+            .unwrap_or_default();
         let parent = info.parent_commit.as_ref().map(|p| p.id.clone());
         let repo = self
             .repos
@@ -841,10 +844,7 @@ impl State {
             if commit.info.parent_commit.as_ref().map(|p| p.id.as_str()) == Some(id.as_str()) {
                 commit.info.parent_commit = parent.clone();
             }
-            commit
-                .info
-                .child_commits
-                .retain(|c| c.id != id);
+            commit.info.child_commits.retain(|c| c.id != id);
         }
         if let Some(parent_id) = parent.as_ref().map(|p| p.id.clone()) {
             let children: Vec<pfs::Commit> = record.info.child_commits.clone();
@@ -987,9 +987,14 @@ impl State {
     }
 
     /// ListBranch: newest first (oldest first with `reverse`).
-    pub fn list_branches(&self, repo_name: &str, reverse: bool) -> PachdResult<Vec<pfs::BranchInfo>> {
+    pub fn list_branches(
+        &self,
+        repo_name: &str,
+        reverse: bool,
+    ) -> PachdResult<Vec<pfs::BranchInfo>> {
         let repo = self.repo(repo_name)?;
-        let mut names: Vec<(&String, u64)> = repo.branches.iter().map(|(n, b)| (n, b.seq)).collect();
+        let mut names: Vec<(&String, u64)> =
+            repo.branches.iter().map(|(n, b)| (n, b.seq)).collect();
         names.sort_by_key(|(_, seq)| std::cmp::Reverse(*seq));
         if reverse {
             names.reverse();
@@ -1028,7 +1033,11 @@ impl State {
 
     /// Where a write to `reference` goes: an open commit id, or a branch that needs a
     /// commit of its own (`None`).
-    pub fn open_commit_for_write(&self, repo_name: &str, reference: &str) -> PachdResult<Option<String>> {
+    pub fn open_commit_for_write(
+        &self,
+        repo_name: &str,
+        reference: &str,
+    ) -> PachdResult<Option<String>> {
         let repo = self.repo(repo_name)?;
         if let Some(record) = repo.commits.get(reference) {
             if record.open.is_none() {
@@ -1071,7 +1080,9 @@ impl State {
         };
         let path = clean_path(path);
         if path == "/" {
-            return Err(PachdError::unknown("cannot put a file at the root path \"/\""));
+            return Err(PachdError::unknown(
+                "cannot put a file at the root path \"/\"",
+            ));
         }
         if delete {
             let prefix = format!("{path}/");
@@ -1104,8 +1115,16 @@ impl State {
     }
 
     /// Writes a spec commit to `__spec__@<pipeline>` holding `/spec` = the PipelineInfo.
-    fn write_spec_commit(&mut self, bucket: &Bucket, info: &pps::PipelineInfo) -> PachdResult<pfs::Commit> {
-        let name = info.pipeline.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+    fn write_spec_commit(
+        &mut self,
+        bucket: &Bucket,
+        info: &pps::PipelineInfo,
+    ) -> PachdResult<pfs::Commit> {
+        let name = info
+            .pipeline
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         if !self.repos.contains_key(SPEC_REPO) {
             self.create_repo(SPEC_REPO, "", false)?;
         }
@@ -1139,7 +1158,11 @@ impl State {
     }
 
     fn output_provenance(&self, info: &pps::PipelineInfo) -> Vec<pfs::Branch> {
-        let name = info.pipeline.as_ref().map(|p| p.name.as_str()).unwrap_or("");
+        let name = info
+            .pipeline
+            .as_ref()
+            .map(|p| p.name.as_str())
+            .unwrap_or("");
         let mut prov: Vec<pfs::Branch> = input_branches(info.input.as_ref())
             .iter()
             .map(|(r, b)| branch_msg(r, b))
@@ -1154,9 +1177,15 @@ impl State {
         bucket: &Bucket,
         req: &pps::CreatePipelineRequest,
     ) -> PachdResult<Transition> {
-        let name = req.pipeline.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let name = req
+            .pipeline
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         if name.is_empty() {
-            return Err(PachdError::invalid("invalid pipeline spec: request.Pipeline cannot be nil"));
+            return Err(PachdError::invalid(
+                "invalid pipeline spec: request.Pipeline cannot be nil",
+            ));
         }
         if !valid_name(&name) {
             return Err(PachdError::invalid_name("pipeline", &name));
@@ -1184,7 +1213,13 @@ impl State {
                     {
                         *found = true;
                     }
-                    for c in i.cross.iter().chain(&i.union).chain(&i.join).chain(&i.group) {
+                    for c in i
+                        .cross
+                        .iter()
+                        .chain(&i.union)
+                        .chain(&i.join)
+                        .chain(&i.group)
+                    {
                         walk(c, repo, found);
                     }
                 }
@@ -1319,7 +1354,12 @@ impl State {
             self.pipelines.iter().map(|(n, p)| (n, p.seq)).collect();
         by_seq.sort_by_key(|(_, seq)| *seq);
         let names: Vec<String> = by_seq.into_iter().map(|(n, _)| n.clone()).collect();
-        fn visit(state: &State, name: &str, ordered: &mut Vec<String>, visiting: &mut BTreeSet<String>) {
+        fn visit(
+            state: &State,
+            name: &str,
+            ordered: &mut Vec<String>,
+            visiting: &mut BTreeSet<String>,
+        ) {
             if ordered.iter().any(|o| o == name) || !visiting.insert(name.to_owned()) {
                 return;
             }
@@ -1350,7 +1390,12 @@ impl State {
         self.set_stopped(bucket, name, false)
     }
 
-    fn set_stopped(&mut self, bucket: &Bucket, name: &str, stopped: bool) -> PachdResult<Transition> {
+    fn set_stopped(
+        &mut self,
+        bucket: &Bucket,
+        name: &str,
+        stopped: bool,
+    ) -> PachdResult<Transition> {
         let mut info = self.pipeline(name)?.info.clone();
         info.stopped = stopped;
         let prov = if stopped {
@@ -1386,8 +1431,9 @@ impl State {
         };
         for name in names {
             self.pipelines.remove(&name);
-            self.jobs
-                .retain(|_, j| j.info.pipeline.as_ref().map(|p| p.name.as_str()) != Some(name.as_str()));
+            self.jobs.retain(|_, j| {
+                j.info.pipeline.as_ref().map(|p| p.name.as_str()) != Some(name.as_str())
+            });
             if let Some(spec) = self.repos.get_mut(SPEC_REPO) {
                 spec.branches.remove(&name);
             }
@@ -1409,7 +1455,11 @@ impl State {
     /// CreateJob: records a job (never executed). A job for an output commit that already has
     /// one is refused with "already exists", so a repeated restore does not duplicate jobs.
     pub fn create_job(&mut self, req: &pps::CreateJobRequest) -> PachdResult<pps::Job> {
-        let pipeline_name = req.pipeline.as_ref().map(|p| p.name.clone()).unwrap_or_default();
+        let pipeline_name = req
+            .pipeline
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default();
         let pipeline = self.pipeline(&pipeline_name)?.info.clone();
         if let Some(output) = &req.output_commit {
             let repo = commit_repo(Some(output));
@@ -1473,7 +1523,11 @@ impl State {
     }
 
     /// InspectJob by id or output commit.
-    pub fn job_info(&self, id: &str, output_commit: Option<&pfs::Commit>) -> PachdResult<pps::JobInfo> {
+    pub fn job_info(
+        &self,
+        id: &str,
+        output_commit: Option<&pfs::Commit>,
+    ) -> PachdResult<pps::JobInfo> {
         if !id.is_empty() {
             return self
                 .jobs
@@ -1482,17 +1536,27 @@ impl State {
                 .ok_or_else(|| PachdError::job_not_found(id));
         }
         let Some(output) = output_commit else {
-            return Err(PachdError::invalid("must specify either a job or an output commit"));
+            return Err(PachdError::invalid(
+                "must specify either a job or an output commit",
+            ));
         };
         self.jobs
             .values()
-            .find(|j| j.info.output_commit.as_ref().map(|c| c.id.as_str()) == Some(output.id.as_str()))
+            .find(|j| {
+                j.info.output_commit.as_ref().map(|c| c.id.as_str()) == Some(output.id.as_str())
+            })
             .map(|j| j.info.clone())
-            .ok_or_else(|| PachdError::unknown(format!("job with output commit {} not found", output.id)))
+            .ok_or_else(|| {
+                PachdError::unknown(format!("job with output commit {} not found", output.id))
+            })
     }
 
     /// ListJob: newest first.
-    pub fn list_jobs(&self, pipeline: Option<&str>, output_commit: Option<&pfs::Commit>) -> PachdResult<Vec<pps::JobInfo>> {
+    pub fn list_jobs(
+        &self,
+        pipeline: Option<&str>,
+        output_commit: Option<&pfs::Commit>,
+    ) -> PachdResult<Vec<pps::JobInfo>> {
         if let Some(name) = pipeline.filter(|n| !n.is_empty()) {
             self.pipeline(name)?;
         }
@@ -1546,7 +1610,9 @@ impl State {
                 admin: true,
             });
         }
-        let token = token.filter(|t| !t.is_empty()).ok_or_else(PachdError::not_signed_in)?;
+        let token = token
+            .filter(|t| !t.is_empty())
+            .ok_or_else(PachdError::not_signed_in)?;
         let record = self
             .auth
             .tokens
@@ -1760,7 +1826,11 @@ impl State {
     // ----------------------------------------------------------- enterprise
 
     /// enterprise.Activate (any non-empty code is accepted).
-    pub fn activate_enterprise(&mut self, code: &str, expires: Option<Timestamp>) -> PachdResult<Timestamp> {
+    pub fn activate_enterprise(
+        &mut self,
+        code: &str,
+        expires: Option<Timestamp>,
+    ) -> PachdResult<Timestamp> {
         if code.is_empty() {
             return Err(PachdError::unknown("activation code is empty"));
         }
@@ -1838,7 +1908,13 @@ mod tests {
             state.create_repo("a", "", false).unwrap_err().message,
             "repo a already exists"
         );
-        assert!(state.create_repo("bad name", "", false).unwrap_err().message.contains("invalid"));
+        assert!(
+            state
+                .create_repo("bad name", "", false)
+                .unwrap_err()
+                .message
+                .contains("invalid")
+        );
         let names: Vec<String> = state
             .list_repos()
             .into_iter()
@@ -1846,7 +1922,10 @@ mod tests {
             .collect();
         assert_eq!(names, ["b", "a"]);
         state.delete_repo("a", false, false).unwrap();
-        assert_eq!(state.repo_info("a").unwrap_err().message, "repo a not found");
+        assert_eq!(
+            state.repo_info("a").unwrap_err().message,
+            "repo a not found"
+        );
     }
 
     #[test]
@@ -1854,18 +1933,24 @@ mod tests {
         let (_dir, bucket) = bucket();
         let mut state = State::new();
         state.create_repo("data", "", false).unwrap();
-        let first = state.start_commit(&bucket, "data", "", "master", "").unwrap();
+        let first = state
+            .start_commit(&bucket, "data", "", "master", "")
+            .unwrap();
         let hash = bucket.put_object(b"one").unwrap();
         state
             .write_file("data", &first.id, "/x", Some((hash, 3)), None, false)
             .unwrap();
         state.finish_commit(&bucket, "data", &first.id, "").unwrap();
-        assert!(state
-            .finish_commit(&bucket, "data", &first.id, "")
-            .unwrap_err()
-            .message
-            .contains("has already finished"));
-        let second = state.start_commit(&bucket, "data", "", "master", "").unwrap();
+        assert!(
+            state
+                .finish_commit(&bucket, "data", &first.id, "")
+                .unwrap_err()
+                .message
+                .contains("has already finished")
+        );
+        let second = state
+            .start_commit(&bucket, "data", "", "master", "")
+            .unwrap();
         state.finish_commit(&bucket, "data", "master", "").unwrap();
         assert_eq!(state.resolve_commit("data", "master").unwrap(), second.id);
         assert_eq!(state.resolve_commit("data", "master^").unwrap(), first.id);
@@ -1914,7 +1999,11 @@ mod tests {
             .unwrap();
         let info = state.branch_info("in", "master").unwrap();
         assert_eq!(info.subvenance.len(), 1);
-        assert!(state.create_branch("out", "master", None, &[branch_msg("out", "master")]).is_err());
+        assert!(
+            state
+                .create_branch("out", "master", None, &[branch_msg("out", "master")])
+                .is_err()
+        );
     }
 
     #[test]
@@ -1922,26 +2011,56 @@ mod tests {
         let (_dir, bucket) = bucket();
         let mut state = State::new();
         state.create_repo("in", "", false).unwrap();
-        let t = state.create_pipeline(&bucket, &pipeline_req("p", "in")).unwrap();
-        assert_eq!(state.pipeline_info("p").unwrap().state, pps::PipelineState::PipelineStarting as i32);
+        let t = state
+            .create_pipeline(&bucket, &pipeline_req("p", "in"))
+            .unwrap();
+        assert_eq!(
+            state.pipeline_info("p").unwrap().state,
+            pps::PipelineState::PipelineStarting as i32
+        );
         assert_eq!(state.settle_pipeline(&t), Some(true));
-        assert!(state.create_pipeline(&bucket, &pipeline_req("p", "in")).unwrap_err().is_already_exists());
+        assert!(
+            state
+                .create_pipeline(&bucket, &pipeline_req("p", "in"))
+                .unwrap_err()
+                .is_already_exists()
+        );
         let stop = state.stop_pipeline(&bucket, "p").unwrap();
         let info = state.pipeline_info("p").unwrap();
         assert!(info.stopped);
         assert_eq!(info.state, pps::PipelineState::PipelineRunning as i32);
-        assert!(state.branch_info("p", "master").unwrap().direct_provenance.is_empty());
+        assert!(
+            state
+                .branch_info("p", "master")
+                .unwrap()
+                .direct_provenance
+                .is_empty()
+        );
         let start = state.start_pipeline(&bucket, "p").unwrap();
-        assert_eq!(state.settle_pipeline(&stop), None, "stale transitions are dropped");
+        assert_eq!(
+            state.settle_pipeline(&stop),
+            None,
+            "stale transitions are dropped"
+        );
         assert_eq!(state.settle_pipeline(&start), Some(true));
-        assert_eq!(state.branch_info("p", "master").unwrap().direct_provenance.len(), 2);
+        assert_eq!(
+            state
+                .branch_info("p", "master")
+                .unwrap()
+                .direct_provenance
+                .len(),
+            2
+        );
         assert_eq!(state.list_repos().len(), 2, "__spec__ is hidden");
         assert_eq!(
             state.pipeline_info("nope").unwrap_err().message,
             "pipeline \"nope\" not found"
         );
         assert_eq!(
-            state.create_pipeline(&bucket, &pipeline_req("q", "missing")).unwrap_err().message,
+            state
+                .create_pipeline(&bucket, &pipeline_req("q", "missing"))
+                .unwrap_err()
+                .message,
             "repo missing not found"
         );
     }
@@ -1949,14 +2068,29 @@ mod tests {
     #[test]
     fn auth_activation_and_tokens() {
         let mut state = State::new();
-        assert_eq!(state.who_am_i(None).unwrap_err().message, "the auth service is not activated");
+        assert_eq!(
+            state.who_am_i(None).unwrap_err().message,
+            "the auth service is not activated"
+        );
         assert!(state.activate_auth("", "tok").is_err(), "needs enterprise");
         state.activate_enterprise("code", None).unwrap();
         state.activate_auth("", "tok").unwrap();
-        assert_eq!(state.activate_auth("", "x").unwrap_err().message, "already activated");
+        assert_eq!(
+            state.activate_auth("", "x").unwrap_err().message,
+            "already activated"
+        );
         assert_eq!(state.who_am_i(Some("tok")).unwrap().username, "pach:root");
-        assert_eq!(state.caller(None).unwrap_err().message, "no authentication token (try logging in)");
-        assert!(state.caller(Some("bad")).unwrap_err().message.contains("corrupted"));
+        assert_eq!(
+            state.caller(None).unwrap_err().message,
+            "no authentication token (try logging in)"
+        );
+        assert!(
+            state
+                .caller(Some("bad"))
+                .unwrap_err()
+                .message
+                .contains("corrupted")
+        );
         assert_eq!(state.admins(Some("tok")).unwrap(), ["pach:root"]);
     }
 }

@@ -142,9 +142,7 @@ pub fn glob_match(pattern: &str, path: &str) -> bool {
     fn go(p: &[u8], s: &[u8]) -> bool {
         match p.first() {
             None => s.is_empty(),
-            Some(b'*') if p.get(1) == Some(&b'*') => {
-                (0..=s.len()).any(|i| go(&p[2..], &s[i..]))
-            }
+            Some(b'*') if p.get(1) == Some(&b'*') => (0..=s.len()).any(|i| go(&p[2..], &s[i..])),
             Some(b'*') => {
                 let mut i = 0;
                 loop {

@@ -54,7 +54,10 @@ impl PachdVersion {
 
     /// pachd 1.11.9, the default "old" cluster.
     pub fn v1_11() -> PachdVersion {
-        PachdVersion { minor: 11, micro: 9 }
+        PachdVersion {
+            minor: 11,
+            micro: 9,
+        }
     }
 
     /// `1.11`.
@@ -113,7 +116,10 @@ mod tests {
 
     #[test]
     fn parses_minor_and_patch_versions() {
-        assert_eq!("1.11".parse::<PachdVersion>().unwrap().to_string(), "1.11.9");
+        assert_eq!(
+            "1.11".parse::<PachdVersion>().unwrap().to_string(),
+            "1.11.9"
+        );
         assert_eq!("1.13.1".parse::<PachdVersion>().unwrap().micro, 1);
         assert!("1.8".parse::<PachdVersion>().is_err());
         assert!("2.0".parse::<PachdVersion>().is_err());
