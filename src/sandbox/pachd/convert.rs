@@ -306,16 +306,16 @@ pub fn apply_drops(op: &mut admin::Op113, from: u32, to: u32) {
                         drop_inputs(input, true, false, false, false);
                     }
                 }
-                10 | 11 | 12 => {
+                10..=12 => {
                     pipeline.s3_out = false;
                     pipeline.sidecar_resource_limits = None;
                     if let Some(input) = pipeline.input.as_mut() {
                         drop_inputs(input, true, step >= 11, true, step >= 11);
                     }
-                    if step >= 11 {
-                        if let Some(transform) = pipeline.transform.as_mut() {
-                            transform.build = None;
-                        }
+                    if step >= 11
+                        && let Some(transform) = pipeline.transform.as_mut()
+                    {
+                        transform.build = None;
                     }
                 }
                 _ => {}

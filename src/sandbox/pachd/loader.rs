@@ -61,10 +61,10 @@ async fn write_once(
         ..Default::default()
     };
     let mut call = tonic::Request::new(tokio_stream::iter(vec![request]));
-    if let Some(token) = token {
-        if let Ok(value) = token.parse() {
-            call.metadata_mut().insert("authn-token", value);
-        }
+    if let Some(token) = token
+        && let Ok(value) = token.parse()
+    {
+        call.metadata_mut().insert("authn-token", value);
     }
     client
         .put_file(call)

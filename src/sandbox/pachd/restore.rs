@@ -164,14 +164,14 @@ impl Restorer {
         if kind.is_empty() {
             return Ok(());
         }
-        if let Some((repo, id)) = unfinished {
-            if self.mode != RestoreMode::Lenient {
-                self.problem(
+        if let Some((repo, id)) = unfinished
+            && self.mode != RestoreMode::Lenient
+        {
+            self.problem(
                     index,
                     kind,
                     format!("commit {id} in repo {repo} is not finished: restore would finish it now and its data would be lost"),
                 );
-            }
         }
         match kind {
             "block" | "object" | "create_object" | "tag" => {
@@ -377,10 +377,10 @@ impl Restorer {
             for missing in missing_tree_objects(op, &objects) {
                 self.problem(*index, op_kind(op), missing);
             }
-            if let Err(err) = apply_meta(&mut simulated, &staging, op, self.token.as_deref()) {
-                if !ignorable(op, &err) {
-                    self.problem(*index, op_kind(op), &err.message);
-                }
+            if let Err(err) = apply_meta(&mut simulated, &staging, op, self.token.as_deref())
+                && !ignorable(op, &err)
+            {
+                self.problem(*index, op_kind(op), &err.message);
             }
         }
         if !self.problems.is_empty() {

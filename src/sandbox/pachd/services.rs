@@ -1239,11 +1239,11 @@ impl admin::api_server::Api for AdminSvc {
             } else {
                 let mut next = Some(first);
                 while let Some(message) = next {
-                    if let Some(op) = message.op {
-                        if let Err(err) = restorer.feed(op) {
-                            outcome = Err(err);
-                            break;
-                        }
+                    if let Some(op) = message.op
+                        && let Err(err) = restorer.feed(op)
+                    {
+                        outcome = Err(err);
+                        break;
                     }
                     next = stream.message().await?;
                 }

@@ -307,8 +307,8 @@ pub fn pipeline_info_from_request(req: &pps::CreatePipelineRequest) -> pps::Pipe
         version: 1,
         transform: req.transform.clone(),
         tf_job: req.tf_job.clone(),
-        parallelism_spec: req.parallelism_spec.clone(),
-        hashtree_spec: req.hashtree_spec.clone(),
+        parallelism_spec: req.parallelism_spec,
+        hashtree_spec: req.hashtree_spec,
         egress: req.egress.clone(),
         created_at: Some(now()),
         output_branch: if req.output_branch.is_empty() {
@@ -339,7 +339,7 @@ pub fn pipeline_info_from_request(req: &pps::CreatePipelineRequest) -> pps::Pipe
         },
         service: req.service.clone(),
         spout: req.spout.clone(),
-        chunk_spec: req.chunk_spec.clone(),
+        chunk_spec: req.chunk_spec,
         datum_timeout: req.datum_timeout,
         job_timeout: req.job_timeout,
         spec_commit: req.spec_commit.clone(),
@@ -367,8 +367,8 @@ pub fn request_from_pipeline_info(info: &pps::PipelineInfo) -> pps::CreatePipeli
         pipeline: info.pipeline.clone(),
         tf_job: info.tf_job.clone(),
         transform: info.transform.clone(),
-        parallelism_spec: info.parallelism_spec.clone(),
-        hashtree_spec: info.hashtree_spec.clone(),
+        parallelism_spec: info.parallelism_spec,
+        hashtree_spec: info.hashtree_spec,
         egress: info.egress.clone(),
         update: false,
         output_branch: info.output_branch.clone(),
@@ -384,7 +384,7 @@ pub fn request_from_pipeline_info(info: &pps::PipelineInfo) -> pps::CreatePipeli
         max_queue_size: info.max_queue_size,
         service: info.service.clone(),
         spout: info.spout.clone(),
-        chunk_spec: info.chunk_spec.clone(),
+        chunk_spec: info.chunk_spec,
         datum_timeout: info.datum_timeout,
         job_timeout: info.job_timeout,
         salt: info.salt.clone(),
@@ -518,12 +518,10 @@ impl State {
             return Ok(());
         }
         self.repo(name)?;
-        if !force {
-            if let Some(pipeline) = self.pipelines.keys().find(|p| p.as_str() == name) {
-                return Err(PachdError::unknown(format!(
-                    "cannot delete repo {name}: it is the output repo of pipeline {pipeline} (use force)"
-                )));
-            }
+        if !force && let Some(pipeline) = self.pipelines.keys().find(|p| p.as_str() == name) {
+            return Err(PachdError::unknown(format!(
+                "cannot delete repo {name}: it is the output repo of pipeline {pipeline} (use force)"
+            )));
         }
         self.repos.remove(name);
         self.auth.acls.remove(name);
@@ -1046,10 +1044,10 @@ impl State {
             return Ok(Some(reference.to_owned()));
         }
         if let Some(branch) = repo.branches.get(reference) {
-            if let Some(head) = &branch.head {
-                if repo.commits.get(head).is_some_and(|c| c.open.is_some()) {
-                    return Ok(Some(head.clone()));
-                }
+            if let Some(head) = &branch.head
+                && repo.commits.get(head).is_some_and(|c| c.open.is_some())
+            {
+                return Ok(Some(head.clone()));
             }
             return Ok(None);
         }
@@ -1480,7 +1478,7 @@ impl State {
             pipeline: req.pipeline.clone(),
             pipeline_version: pipeline.version,
             spec_commit: pipeline.spec_commit.clone(),
-            parallelism_spec: pipeline.parallelism_spec.clone(),
+            parallelism_spec: pipeline.parallelism_spec,
             egress: pipeline.egress.clone(),
             started: req.started.or_else(|| Some(now())),
             finished: req.finished,
@@ -1505,7 +1503,7 @@ impl State {
             stats_commit: req.stats_commit.clone(),
             enable_stats: pipeline.enable_stats,
             salt: pipeline.salt.clone(),
-            chunk_spec: pipeline.chunk_spec.clone(),
+            chunk_spec: pipeline.chunk_spec,
             datum_timeout: pipeline.datum_timeout,
             job_timeout: pipeline.job_timeout,
             datum_tries: pipeline.datum_tries,

@@ -123,7 +123,7 @@ mod tests {
         assert_eq!("1.13.1".parse::<PachdVersion>().unwrap().micro, 1);
         assert!("1.8".parse::<PachdVersion>().is_err());
         assert!("2.0".parse::<PachdVersion>().is_err());
-        assert!("1.11.8".parse::<PachdVersion>().unwrap().has_auth_ops() == false);
+        assert!(!"1.11.8".parse::<PachdVersion>().unwrap().has_auth_ops());
         assert!(PachdVersion::v1_11().has_auth_ops());
     }
 }
