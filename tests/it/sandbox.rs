@@ -346,6 +346,65 @@ async fn fixture_restore_into_1_13_gives_upstream_inventory_and_round_trips() {
         .into_inner();
     assert_eq!(stats.commit_info.len(), 5);
 
+    // Head contents decode from the dump's own hashtrees (reference §8 "Head contents").
+    let files = |repo: &str, id: &str| pfs::ListFileRequest {
+        file: Some(pfs::File {
+            commit: Some(pfs::Commit {
+                repo: Some(pfs::Repo { name: repo.into() }),
+                id: id.into(),
+            }),
+            path: "/".into(),
+        }),
+        ..Default::default()
+    };
+    let listed: Vec<String> = pfs_client
+        .list_file(with_token(files("left", "master"), TOKEN))
+        .await
+        .unwrap()
+        .into_inner()
+        .file_info
+        .into_iter()
+        .map(|f| f.file.unwrap().path)
+        .collect();
+    assert_eq!(listed, ["/0", "/1", "/2", "/3", "/4"]);
+    let copy_files = pfs_client
+        .list_file(with_token(files("copy", "master"), TOKEN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(copy_files.file_info.len(), 10);
+    let mut nums = pfs_client
+        .get_file(with_token(
+            pfs::GetFileRequest {
+                file: Some(pfs::File {
+                    commit: Some(pfs::Commit {
+                        repo: Some(pfs::Repo {
+                            name: "sort".into(),
+                        }),
+                        id: "master".into(),
+                    }),
+                    path: "/nums".into(),
+                }),
+                ..Default::default()
+            },
+            TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut content = Vec::new();
+    while let Some(chunk) = nums.message().await.unwrap() {
+        content.extend(chunk);
+    }
+    let numbers: Vec<String> = String::from_utf8(content)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(numbers.len(), 100);
+    assert_eq!(numbers.iter().collect::<BTreeSet<_>>().len(), 100);
+    assert_eq!(numbers.first().map(String::as_str), Some("00"));
+
     // Auth is on now: no token, no data.
     let denied = pfs_client
         .list_repo(pfs::ListRepoRequest {})
@@ -1039,4 +1098,56 @@ async fn sandbox_start_cluster_deploys_new_on_a_cloned_bucket() {
             .ends_with("/clone")
     );
     sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_loader_commits_through_the_put_file_path() {
+    let server = start("1.13").await;
+    server
+        .cluster
+        .mutate(|state, _| state.create_repo("feed", "", false))
+        .unwrap();
+    let loader = server
+        .cluster
+        .start_loader("feed", Duration::from_millis(2));
+    let mut pfs_client = pfs::api_client::ApiClient::new(channel(&server.endpoint).await);
+    loop {
+        let commits = pfs_client
+            .list_commit(pfs::ListCommitRequest {
+                repo: Some(pfs::Repo {
+                    name: "feed".into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if commits.commit_info.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let made = loader.stop().await;
+    assert!(made >= 2);
+    let files = pfs_client
+        .list_file(pfs::ListFileRequest {
+            file: Some(pfs::File {
+                commit: Some(pfs::Commit {
+                    repo: Some(pfs::Repo {
+                        name: "feed".into(),
+                    }),
+                    id: "master".into(),
+                }),
+                path: "/".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        files.file_info.len() as u64,
+        made,
+        "every commit keeps the files before it"
+    );
 }

@@ -8,7 +8,7 @@ use super::bucket::Bucket;
 use super::convert::from_current;
 use super::error::{PachdError, PachdResult};
 use super::state::{
-    Caller, SPEC_REPO, State, branch_msg, commit_msg, new_id, now, request_from_pipeline_info,
+    Caller, SPEC_REPO, State, branch_msg, commit_msg, now, request_from_pipeline_info,
 };
 use super::version::PachdVersion;
 use crate::proto::{admin, auth, enterprise, pfs, pps};
@@ -300,9 +300,4 @@ pub fn extract_pipeline(
         },
         version.minor,
     )
-}
-
-/// A unique dump object name, for callers that need one.
-pub fn fresh_object_name() -> String {
-    format!("extract-{}", new_id())
 }

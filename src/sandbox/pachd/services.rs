@@ -156,14 +156,25 @@ fn file_info(repo: &str, id: &str, node: &Node) -> pfs::FileInfo {
     }
 }
 
-fn read_file(bucket: &Bucket, objects: &[String]) -> PachdResult<Vec<u8>> {
+fn read_file(bucket: &Bucket, entry: &super::tree::FileEntry) -> PachdResult<Vec<u8>> {
     let mut content = Vec::new();
-    for hash in objects {
+    for hash in &entry.objects {
         let bytes = bucket
             .read_object(hash)
             .map_err(|err| PachdError::io("read object", &err))?
             .ok_or_else(|| PachdError::object_not_found(hash))?;
         content.extend(bytes);
+    }
+    for (block, lower, upper) in &entry.block_refs {
+        if !bucket.has_block(block) {
+            return Err(PachdError::block_not_found(block));
+        }
+        if lower < upper {
+            let bytes = bucket
+                .read_block_range(block, *lower, *upper)
+                .map_err(|err| PachdError::io("read block", &err))?;
+            content.extend(bytes);
+        }
     }
     Ok(content)
 }
@@ -507,7 +518,7 @@ impl pfs::api_server::Api for Svc {
             }
             None => return Err(PachdError::file_not_found(&repo, &id, &path).into()),
         };
-        let content = read_file(self.cluster.bucket(), &entry.objects)?;
+        let content = read_file(self.cluster.bucket(), &entry)?;
         let start = usize::try_from(req.offset_bytes.max(0))
             .unwrap_or(0)
             .min(content.len());

@@ -9,13 +9,16 @@ use serde::{Deserialize, Serialize};
 /// The first bytes of a sandbox tree object.
 pub const MAGIC: &[u8] = b"ankus-sandbox-tree/1\n";
 
-/// One file: its content is the concatenation of `objects`.
+/// One file: its content is the concatenation of `objects`, then of `block_refs`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
     /// Object hashes, in order.
     pub objects: Vec<String>,
     /// Total size in bytes.
     pub size: u64,
+    /// Block ranges (block id, lower, upper): how pachd's output commits point at content.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub block_refs: Vec<(String, u64, u64)>,
 }
 
 /// A commit's files, keyed by absolute path (`/a/b`); directories are implicit.
@@ -170,6 +173,7 @@ mod tests {
         FileEntry {
             objects: vec!["x".into()],
             size,
+            block_refs: Vec::new(),
         }
     }
 
