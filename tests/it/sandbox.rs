@@ -1151,3 +1151,103 @@ async fn the_in_process_loader_commits_through_the_put_file_path() {
         "every commit keeps the files before it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extract_flags_url_mode_and_extract_pipeline() {
+    let source = start("1.12").await;
+    restore_dump(&source.endpoint, &fixture(), TOKEN)
+        .await
+        .expect("fixture restores");
+    let no_pipelines = extract_all(
+        &source.endpoint,
+        TOKEN,
+        admin::ExtractRequest {
+            no_pipelines: true,
+            no_auth: true,
+            no_enterprise: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(no_pipelines.iter().all(|op| {
+        let o = op.op1_12.as_ref().unwrap();
+        o.pipeline.is_none()
+            && o.job.is_none()
+            && o.set_acl.is_none()
+            && o.activate_enterprise.is_none()
+    }));
+    let no_repos = extract_all(
+        &source.endpoint,
+        TOKEN,
+        admin::ExtractRequest {
+            no_repos: true,
+            no_objects: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(no_repos.iter().all(|op| {
+        let o = op.op1_12.as_ref().unwrap();
+        o.repo.is_none() && o.commit.is_none() && o.set_acl.is_none() && o.block.is_none()
+    }));
+    assert!(
+        no_repos
+            .iter()
+            .any(|op| op.op1_12.as_ref().unwrap().activate_auth.is_some())
+    );
+
+    // URL mode: pachd writes the dump into its bucket and streams nothing back.
+    let url_ops = extract_all(
+        &source.endpoint,
+        TOKEN,
+        admin::ExtractRequest {
+            url: "s3://bucket/backups/full.dump".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(url_ops.is_empty());
+    let written = source.cluster.bucket().root().join("backups/full.dump");
+    assert!(written.is_file());
+    let target = start("1.13").await;
+    let copied = target.cluster.bucket().root().join("in/full.dump");
+    std::fs::create_dir_all(copied.parent().unwrap()).unwrap();
+    std::fs::copy(&written, &copied).unwrap();
+    let mut client = admin::api_client::ApiClient::new(channel(&target.endpoint).await);
+    let first = admin::RestoreRequest {
+        op: None,
+        url: "s3://bucket/in/full.dump".into(),
+    };
+    client
+        .restore(with_token(tokio_stream::iter(vec![first]), TOKEN))
+        .await
+        .expect("restore from URL");
+    assert_eq!(inventory(&target.endpoint, TOKEN).await.jobs, 10);
+    let bad_url = client
+        .restore(with_token(
+            tokio_stream::iter(vec![admin::RestoreRequest {
+                op: None,
+                url: "s3://bucket".into(),
+            }]),
+            TOKEN,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(bad_url.message(), "URL must be <svc>://<bucket>/<object>");
+
+    let pipeline = client
+        .extract_pipeline(with_token(
+            admin::ExtractPipelineRequest {
+                pipeline: Some(pps::Pipeline {
+                    name: "sort".into(),
+                }),
+            },
+            TOKEN,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let request = pipeline.op1_13.unwrap().pipeline.unwrap();
+    assert_eq!(request.pipeline.unwrap().name, "sort");
+    assert!(request.spec_commit.is_none());
+}
