@@ -2091,4 +2091,88 @@ mod tests {
         );
         assert_eq!(state.admins(Some("tok")).unwrap(), ["pach:root"]);
     }
+
+    #[test]
+    fn jobs_are_recorded_deduplicated_and_updated() {
+        let (_dir, bucket) = bucket();
+        let mut state = State::new();
+        state.create_repo("in", "", false).unwrap();
+        let t = state
+            .create_pipeline(&bucket, &pipeline_req("p", "in"))
+            .unwrap();
+        state.settle_pipeline(&t);
+        let out = state.start_commit(&bucket, "p", "", "master", "").unwrap();
+        state.finish_commit(&bucket, "p", &out.id, "").unwrap();
+        let req = pps::CreateJobRequest {
+            pipeline: Some(pps::Pipeline { name: "p".into() }),
+            output_commit: Some(out.clone()),
+            state: pps::JobState::JobSuccess as i32,
+            ..Default::default()
+        };
+        let job = state.create_job(&req).unwrap();
+        assert!(state.create_job(&req).unwrap_err().is_already_exists());
+        assert_eq!(
+            state.job_info("", Some(&out)).unwrap().job.unwrap().id,
+            job.id
+        );
+        assert_eq!(
+            state.pipeline_info("p").unwrap().job_counts.get(&3),
+            Some(&1)
+        );
+        state
+            .update_job(&job.id, pps::JobState::JobKilled as i32, "stopped")
+            .unwrap();
+        assert_eq!(
+            state.list_jobs(Some("p"), None).unwrap()[0].state,
+            pps::JobState::JobKilled as i32
+        );
+        assert!(state.list_jobs(Some("ghost"), None).is_err());
+        state.delete_job(&job.id).unwrap();
+        assert_eq!(
+            state.job_info(&job.id, None).unwrap_err().message,
+            format!("job {} not found", job.id)
+        );
+        state.delete_pipeline("p", false, false).unwrap();
+        assert!(
+            state.repo_info("p").is_err(),
+            "the output repo goes with the pipeline"
+        );
+        assert!(!state.repos[SPEC_REPO].branches.contains_key("p"));
+    }
+
+    #[test]
+    fn acls_split_robot_entries_and_tokens_round_trip() {
+        let mut state = State::new();
+        state.create_repo("r", "", false).unwrap();
+        state.activate_enterprise("code", None).unwrap();
+        state.activate_auth("", "root").unwrap();
+        state
+            .set_acl(
+                "r",
+                &[
+                    auth::AclEntry {
+                        username: "robot:x".into(),
+                        scope: auth::Scope::Owner as i32,
+                    },
+                    auth::AclEntry {
+                        username: "pipeline:p".into(),
+                        scope: auth::Scope::Reader as i32,
+                    },
+                ],
+            )
+            .unwrap();
+        let acl = state.acl("r").unwrap();
+        assert_eq!(acl.entries.len(), 1);
+        assert_eq!(acl.robot_entries[0].username, "robot:x");
+        let robot = state.new_token("robot:x", 0).unwrap();
+        let extracted = state.extract_tokens().unwrap();
+        assert_eq!(
+            extracted.len(),
+            1,
+            "pach:root is recreated by activate_auth, not extracted"
+        );
+        assert_eq!(extracted[0].hashed_token, token_hash(&robot));
+        state.deactivate_auth().unwrap();
+        assert!(!state.auth.active);
+    }
 }
