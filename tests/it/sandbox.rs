@@ -1251,3 +1251,125 @@ async fn extract_flags_url_mode_and_extract_pipeline() {
     assert_eq!(request.pipeline.unwrap().name, "sort");
     assert!(request.spec_commit.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_1_8_dump_converts_forward_into_a_1_9_cluster() {
+    use ankus::proto::{pfs_1_8, pps_1_8};
+    let op = |inner: admin::Op18| admin::Op {
+        op1_8: Some(inner),
+        ..Default::default()
+    };
+    let repo = |name: &str| Some(pfs_1_8::Repo { name: name.into() });
+    let ops = vec![
+        op(admin::Op18 {
+            object: Some(pfs_1_8::PutObjectRequest {
+                value: b"hel".to_vec(),
+                tags: vec![pfs_1_8::Tag { name: "t1".into() }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        op(admin::Op18 {
+            object: Some(pfs_1_8::PutObjectRequest {
+                value: b"lo".to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        op(admin::Op18 {
+            object: Some(pfs_1_8::PutObjectRequest::default()),
+            ..Default::default()
+        }),
+        op(admin::Op18 {
+            repo: Some(pfs_1_8::CreateRepoRequest {
+                repo: repo("in"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        op(admin::Op18 {
+            commit: Some(pfs_1_8::BuildCommitRequest {
+                parent: Some(pfs_1_8::Commit {
+                    repo: repo("in"),
+                    id: String::new(),
+                }),
+                branch: "master".into(),
+                id: "c1".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        op(admin::Op18 {
+            pipeline: Some(pps_1_8::CreatePipelineRequest {
+                pipeline: Some(pps_1_8::Pipeline { name: "p".into() }),
+                transform: Some(pps_1_8::Transform {
+                    image: "alpine".into(),
+                    ..Default::default()
+                }),
+                input: Some(pps_1_8::Input {
+                    atom: Some(pps_1_8::AtomInput {
+                        repo: "in".into(),
+                        glob: "/*".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    ];
+    let server = start("1.9").await;
+    restore_ops(&server.endpoint, TOKEN, Some("strict"), ops)
+        .await
+        .expect("1.8 dump restores");
+    let hash = server
+        .cluster
+        .bucket()
+        .tag_target("t1")
+        .unwrap()
+        .expect("tag restored");
+    assert_eq!(
+        server.cluster.bucket().read_object(&hash).unwrap().unwrap(),
+        b"hello"
+    );
+    let mut pps_client = pps::api_client::ApiClient::new(channel(&server.endpoint).await);
+    let info = pps_client
+        .inspect_pipeline(pps::InspectPipelineRequest {
+            pipeline: Some(pps::Pipeline { name: "p".into() }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        info.input.unwrap().pfs.unwrap().repo,
+        "in",
+        "atom input became pfs"
+    );
+    let mut pfs_client = pfs::api_client::ApiClient::new(channel(&server.endpoint).await);
+    let head = pfs_client
+        .inspect_branch(pfs::InspectBranchRequest {
+            branch: Some(pfs::Branch {
+                repo: Some(pfs::Repo { name: "in".into() }),
+                name: "master".into(),
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(head.head.unwrap().id, "c1");
+    // A 1.9 server silently skips ops newer than itself (1.10+ refuse them).
+    let newer = admin::Op {
+        op1_13: Some(admin::Op113 {
+            repo: Some(pfs::CreateRepoRequest {
+                repo: Some(pfs::Repo { name: "x".into() }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    restore_ops(&server.endpoint, TOKEN, None, vec![newer])
+        .await
+        .expect("skipped");
+}
