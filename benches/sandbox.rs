@@ -5,6 +5,9 @@
 //! `create_object` per block, and metadata ops (a repo, a chain of commits, a branch, a
 //! pipeline, jobs). It is written with pachctl's framing, restored over gRPC by the sandbox's
 //! seeding path (read file → stream `RestoreRequest`s), then extracted back over gRPC.
+//!
+//! Measured once (2-core VM, release, client and server in one process, 1030 MiB of blocks,
+//! 1312 ops): restore 7.27 s = 180 ops/s, 148.5 MB/s; extract 1.87 s = 706 ops/s, 576.3 MB/s.
 
 #![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
