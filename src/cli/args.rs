@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::sandbox::pachd::PachdVersion;
+
 /// ankus: back up, move and upgrade Pachyderm 1.x clusters with Rhai scripts.
 #[derive(Debug, Parser)]
 #[command(name = "ankus", version, about, long_about = None, propagate_version = true)]
@@ -54,6 +56,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ScriptsAction,
     },
+    /// Run an emulated old and new pachd on this machine until interrupted.
+    Sandbox(SandboxArgs),
     /// Print the reference of every function scripts can call.
     Docs {
         /// Markdown or JSON.
@@ -119,6 +123,29 @@ pub struct ReplArgs {
     /// Script options.
     #[command(flatten)]
     pub script_options: ScriptOptions,
+}
+
+/// `ankus sandbox`.
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Where the clusters keep their buckets and state, and where `pachctl-config.json` and
+    /// `sandbox.json` are written (default: `.ankus/sandbox`).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// The pachd version the `old` cluster impersonates (1.9 … 1.13).
+    #[arg(long, value_name = "VERSION", default_value = "1.11", value_parser = parse_version)]
+    pub old: PachdVersion,
+    /// The pachd version the `new` cluster impersonates (1.9 … 1.13).
+    #[arg(long, value_name = "VERSION", default_value = "1.13", value_parser = parse_version)]
+    pub new: PachdVersion,
+    /// A `pachctl extract` dump to restore into `old` (its bucket is filled from the dump).
+    #[arg(long, value_name = "DUMP")]
+    pub seed: Option<PathBuf>,
+}
+
+/// Parses a pachd version such as `1.11` or `1.13.4`.
+fn parse_version(text: &str) -> Result<PachdVersion, String> {
+    text.parse::<PachdVersion>().map_err(|err| err.to_string())
 }
 
 /// `ankus scripts ...`.

@@ -7,6 +7,7 @@ pub mod console;
 pub mod docs;
 pub mod repl;
 pub mod run;
+pub mod sandbox;
 pub mod scripts;
 
 use std::ffi::OsString;
@@ -43,6 +44,7 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Backup { action } => backup::execute(action, &console),
         Command::Scripts { action } => scripts::execute(&cli, action, &console),
         Command::Docs { format } => docs::execute(*format, &console),
+        Command::Sandbox(sandbox_args) => sandbox::execute(sandbox_args, &console),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut command = Cli::command();

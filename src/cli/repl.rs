@@ -11,10 +11,12 @@ use super::run::{cancel_on_ctrl_c, host_options, limits};
 
 /// Runs `ankus repl`.
 pub fn execute(cli: &Cli, repl_args: &ReplArgs, console: &Console) -> anyhow::Result<u8> {
-    if repl_args.sandbox {
-        anyhow::bail!("--sandbox needs the sandbox, which this build does not include yet");
-    }
-    let options = host_options(cli, &repl_args.script_options, BTreeMap::new(), console);
+    let mut options = host_options(cli, &repl_args.script_options, BTreeMap::new(), console);
+    let _sandbox = if repl_args.sandbox {
+        Some(super::sandbox::start_temporary(&mut options)?)
+    } else {
+        None
+    };
     let host = HostCtx::new(options);
     cancel_on_ctrl_c(&host);
     let engine = build_engine(&host, &limits(&repl_args.script_options));

@@ -43,6 +43,7 @@ pub fn host_options(
         call_timeout: Duration::from_secs(script_options.call_timeout.max(1)),
         pach_config: None,
         kubeconfig: None,
+        sandbox: None,
     }
 }
 
@@ -75,10 +76,12 @@ pub fn cancel_on_ctrl_c(host: &Arc<HostCtx>) {
 pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Result<u8> {
     let script = sources::find_script(&run_args.script, cli.scripts.as_deref())?;
     let args: BTreeMap<String, String> = run_args.args.iter().cloned().collect();
-    let options = host_options(cli, &run_args.script_options, args, console);
-    if run_args.sandbox {
-        anyhow::bail!("--sandbox needs the sandbox, which this build does not include yet");
-    }
+    let mut options = host_options(cli, &run_args.script_options, args, console);
+    let _sandbox = if run_args.sandbox {
+        Some(super::sandbox::start_temporary(&mut options)?)
+    } else {
+        None
+    };
     let host = HostCtx::new(options);
     cancel_on_ctrl_c(&host);
     let engine = build_engine(&host, &limits(&run_args.script_options));

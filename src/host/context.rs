@@ -145,6 +145,9 @@ pub struct HostOptions {
     pub pach_config: Option<PathBuf>,
     /// Pre-set kubeconfig path (the sandbox sets it).
     pub kubeconfig: Option<PathBuf>,
+    /// What the run's sandbox is (the content of its `sandbox.json`: addresses, bucket URLs,
+    /// versions), when the run started one.
+    pub sandbox: Option<serde_json::Value>,
 }
 
 impl Default for HostOptions {
@@ -164,6 +167,7 @@ impl Default for HostOptions {
             call_timeout: Duration::from_secs(300),
             pach_config: None,
             kubeconfig: None,
+            sandbox: None,
         }
     }
 }

@@ -1,3 +1,6 @@
-//! The sandbox: emulated servers that let every script be rehearsed on one machine.
+//! The sandbox: emulated peers (pachd, the Kubernetes API, and the clusters that group them)
+//! that the real clients reach over real sockets, so every script can be rehearsed on a laptop.
 
+pub mod cluster;
 pub mod kube_api;
+pub mod pachd;

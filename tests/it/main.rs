@@ -5,6 +5,8 @@ mod backup;
 mod host;
 mod kube;
 mod pachd_client;
+mod python_conformance;
 mod repl;
+mod sandbox;
 mod store;
 mod support;

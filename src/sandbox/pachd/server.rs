@@ -1,0 +1,322 @@
+//! One emulated pachd cluster: its configuration, bucket and state, and [`Cluster::serve`],
+//! which serves every pachd gRPC service on a listener until a shutdown signal. Many clusters
+//! can live in one process; nothing is global.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::bucket::Bucket;
+use super::error::{PachdError, PachdResult, SandboxError};
+use super::services;
+use super::state::{Caller, State, Transition};
+use super::version::PachdVersion;
+
+/// pachd's message size limit is 20 MiB; accept a little more so clients at the limit pass.
+pub const MAX_MESSAGE: usize = 32 << 20;
+
+/// The gRPC metadata key carrying the session token.
+pub const TOKEN_KEY: &str = "authn-token";
+
+/// The gRPC metadata key that selects the restore mode: `strict` (validate the whole stream,
+/// apply only if nothing would fail), `check` (validate only, never apply) or `lenient`
+/// (pachd's behaviour: apply op by op). Without it, [`ClusterConfig::strict_restore`] decides.
+pub const RESTORE_MODE_KEY: &str = "ankus-restore-mode";
+
+/// Told when a pipeline's workers should run or stop (the kube emulation scales pods with it).
+pub trait PipelineObserver: Send + Sync {
+    /// `running` is true after a start (RUNNING), false after a stop (PAUSED).
+    fn pipeline_state_changed(&self, cluster: &str, pipeline: &str, running: bool);
+}
+
+/// The default observer: does nothing.
+#[derive(Debug, Default)]
+pub struct NoObserver;
+
+impl PipelineObserver for NoObserver {
+    fn pipeline_state_changed(&self, _cluster: &str, _pipeline: &str, _running: bool) {}
+}
+
+/// How a cluster is set up.
+#[derive(Clone)]
+pub struct ClusterConfig {
+    /// The cluster's name (`old`, `new`, …), for logs and the observer.
+    pub name: String,
+    /// The pachd version it impersonates.
+    pub version: PachdVersion,
+    /// Its object storage directory.
+    pub bucket_dir: PathBuf,
+    /// Where its metadata is persisted (`state.json`); in memory only when `None`.
+    pub data_dir: Option<PathBuf>,
+    /// How long the pipeline controller takes to notice a stop/start or a new pipeline.
+    pub transition_delay: Duration,
+    /// Told about pipeline state changes.
+    pub observer: Arc<dyn PipelineObserver>,
+    /// Whether restores without an `ankus-restore-mode` header run in strict mode.
+    pub strict_restore: bool,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("bucket_dir", &self.bucket_dir)
+            .field("data_dir", &self.data_dir)
+            .field("transition_delay", &self.transition_delay)
+            .field("strict_restore", &self.strict_restore)
+            .finish()
+    }
+}
+
+impl ClusterConfig {
+    /// A cluster with the defaults: in memory, 50 ms transitions, no observer, lenient
+    /// restores for clients that do not ask otherwise.
+    pub fn new(name: &str, version: PachdVersion, bucket_dir: &Path) -> ClusterConfig {
+        ClusterConfig {
+            name: name.to_owned(),
+            version,
+            bucket_dir: bucket_dir.to_path_buf(),
+            data_dir: None,
+            transition_delay: Duration::from_millis(50),
+            observer: Arc::new(NoObserver),
+            strict_restore: false,
+        }
+    }
+}
+
+struct Inner {
+    config: ClusterConfig,
+    bucket: Bucket,
+    state: Mutex<State>,
+}
+
+/// A running (or ready to serve) emulated pachd. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// A handle on an in-process loader; stops it when dropped or on [`LoaderHandle::stop`].
+#[derive(Debug)]
+pub struct LoaderHandle {
+    cancel: CancellationToken,
+    task: Option<tokio::task::JoinHandle<u64>>,
+}
+
+impl LoaderHandle {
+    /// Stops the loader and returns how many commits it made.
+    pub async fn stop(mut self) -> u64 {
+        self.cancel.cancel();
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or(0),
+            None => 0,
+        }
+    }
+}
+
+impl Drop for LoaderHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl Cluster {
+    /// Opens a cluster: its bucket, and its state from `<data>/state.json` when present.
+    pub fn open(config: ClusterConfig) -> Result<Cluster, SandboxError> {
+        let bucket = Bucket::open(&config.bucket_dir)
+            .map_err(|err| SandboxError::io("open bucket", &config.bucket_dir, err))?;
+        let state = match &config.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|err| SandboxError::io("create data directory", dir, err))?;
+                let path = dir.join("state.json");
+                match std::fs::read(&path) {
+                    Ok(bytes) => {
+                        serde_json::from_slice(&bytes).map_err(|err| SandboxError::State {
+                            path: path.clone(),
+                            message: err.to_string(),
+                        })?
+                    }
+                    Err(err) if err.kind() == std::io::ErrorKind::NotFound => State::new(),
+                    Err(err) => return Err(SandboxError::io("read", &path, err)),
+                }
+            }
+            None => State::new(),
+        };
+        let cluster = Cluster {
+            inner: Arc::new(Inner {
+                config,
+                bucket,
+                state: Mutex::new(state),
+            }),
+        };
+        cluster
+            .persist()
+            .map_err(|err| SandboxError::Wire(err.message))?;
+        Ok(cluster)
+    }
+
+    /// The cluster's name.
+    pub fn name(&self) -> &str {
+        &self.inner.config.name
+    }
+
+    /// The impersonated version.
+    pub fn version(&self) -> PachdVersion {
+        self.inner.config.version
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.inner.config
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &Bucket {
+        &self.inner.bucket
+    }
+
+    /// The stable deployment id InspectCluster reports.
+    pub fn deployment_id(&self) -> String {
+        self.lock().deployment_id.clone()
+    }
+
+    /// Locks the state. A panic elsewhere never poisons the cluster for other clients.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs a state transition and persists the state when it succeeds.
+    pub fn mutate<R>(
+        &self,
+        change: impl FnOnce(&mut State, &Bucket) -> PachdResult<R>,
+    ) -> PachdResult<R> {
+        let result = {
+            let mut state = self.lock();
+            change(&mut state, &self.inner.bucket)
+        };
+        if result.is_ok() {
+            self.persist()?;
+        }
+        result
+    }
+
+    /// Writes `<data>/state.json` (no-op without a data directory).
+    pub fn persist(&self) -> PachdResult<()> {
+        let Some(dir) = &self.inner.config.data_dir else {
+            return Ok(());
+        };
+        let bytes = {
+            let state = self.lock();
+            serde_json::to_vec(&*state)
+                .map_err(|err| PachdError::unknown(format!("serialize state: {err}")))?
+        };
+        let temp = dir.join(format!(".state.json.{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&temp, &bytes).map_err(|err| PachdError::io("write state", &err))?;
+        std::fs::rename(&temp, dir.join("state.json"))
+            .map_err(|err| PachdError::io("write state", &err))
+    }
+
+    /// Checks the token of a request.
+    pub fn caller(&self, metadata: &tonic::metadata::MetadataMap) -> PachdResult<Caller> {
+        let token = token_of(metadata);
+        self.lock().caller(token.as_deref())
+    }
+
+    /// Schedules the asynchronous part of a pipeline change (the controller noticing it).
+    pub fn schedule(&self, transition: Transition) {
+        let cluster = self.clone();
+        let delay = self.inner.config.transition_delay;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let settled = cluster.lock().settle_pipeline(&transition);
+            if let Some(running) = settled {
+                let _ = cluster.persist();
+                cluster.inner.config.observer.pipeline_state_changed(
+                    &cluster.inner.config.name,
+                    &transition.pipeline,
+                    running,
+                );
+            }
+        });
+    }
+
+    /// Writes `content` to `path` in a new commit on `repo@branch` through the same code path
+    /// as PutFile on a branch.
+    pub fn put_file_on_branch(
+        &self,
+        repo: &str,
+        branch: &str,
+        path: &str,
+        content: &[u8],
+    ) -> PachdResult<String> {
+        services::put_file_on_branch(self, repo, branch, path, content)
+    }
+
+    /// Starts committing a small file to `repo@master` every `interval` (in-process; see
+    /// [`super::loader`] for the over-the-wire loader tests use).
+    pub fn start_loader(&self, repo: &str, interval: Duration) -> LoaderHandle {
+        let cancel = CancellationToken::new();
+        let cluster = self.clone();
+        let repo = repo.to_owned();
+        let stop = cancel.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            let mut made = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = ticker.tick() => {
+                        let content = format!("{}\n", jiff::Timestamp::now());
+                        let path = format!("/load-{made:08}");
+                        if cluster.put_file_on_branch(&repo, "master", &path, content.as_bytes()).is_ok() {
+                            made += 1;
+                        }
+                    }
+                }
+            }
+            made
+        });
+        LoaderHandle {
+            cancel,
+            task: Some(task),
+        }
+    }
+
+    /// Serves every pachd service on `listener` until `shutdown` completes.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), SandboxError> {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        services::router(&self)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(SandboxError::Serve)
+    }
+}
+
+/// The `authn-token` of a request, if any.
+pub fn token_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
+    metadata
+        .get(TOKEN_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
