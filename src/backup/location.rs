@@ -57,14 +57,19 @@ impl Location {
                     source,
                 }),
             Location::Std => Ok(Box::new(std::io::stdin())),
-            Location::Url(url) => Err(BackupError::Io {
-                action: "open",
-                target: url.clone(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::Unsupported,
-                    "MERGE-PENDING object-store sources",
-                ),
-            }),
+            Location::Url(url) => {
+                let options = crate::store::StoreOptions::default();
+                crate::host::runtime::open_blocking_reader(crate::store::open_reader(url, &options))
+                    .map(|reader| {
+                        Box::new(std::io::BufReader::with_capacity(1 << 20, reader))
+                            as Box<dyn Read + Send>
+                    })
+                    .map_err(|source| BackupError::Io {
+                        action: "open",
+                        target: url.clone(),
+                        source,
+                    })
+            }
         }
     }
 }

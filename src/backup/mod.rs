@@ -9,6 +9,7 @@ pub mod location;
 pub mod manifest;
 pub mod op;
 pub mod reader;
+pub mod references;
 pub mod sink;
 pub mod transfer;
 pub mod verify;

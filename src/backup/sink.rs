@@ -32,18 +32,25 @@ pub struct SinkSummary {
 
 enum Target {
     File(AtomicFile),
+    /// Compressed bytes waiting to be uploaded by the caller (object-store destinations).
+    Pending(Vec<u8>),
 }
 
 impl Write for Target {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         match self {
             Target::File(file) => file.write(buf),
+            Target::Pending(buffer) => {
+                buffer.extend_from_slice(buf);
+                Ok(buf.len())
+            }
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Target::File(file) => file.flush(),
+            Target::Pending(_) => Ok(()),
         }
     }
 }
@@ -73,7 +80,8 @@ impl DumpSink {
                 }
                 Target::File(AtomicFile::create(path).map_err(io_error)?)
             }
-            Location::Std | Location::Url(_) => {
+            Location::Url(_) => Target::Pending(Vec::new()),
+            Location::Std => {
                 return Err(io_error(std::io::Error::new(
                     std::io::ErrorKind::Unsupported,
                     "backups are written to files or object-store URLs",
@@ -111,8 +119,27 @@ impl DumpSink {
         self.writer.records()
     }
 
-    /// Completes the dump: flush, sync, rename into place, then write the manifest.
+    /// For object-store destinations: the compressed bytes produced since the last call,
+    /// for the caller to upload.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        match self.writer.destination_mut() {
+            Target::Pending(buffer) => std::mem::take(buffer),
+            Target::File(_) => Vec::new(),
+        }
+    }
+
+    /// Completes the dump: flush, sync, rename into place, then write the manifest. For an
+    /// object-store destination, the last compressed bytes and the manifest JSON are returned
+    /// for the caller to upload (the object is complete only when the caller finishes it).
     pub fn finish(self) -> Result<SinkSummary, BackupError> {
+        self.finish_with_remainder().map(|(summary, _)| summary)
+    }
+
+    /// [`DumpSink::finish`], also returning (remaining bytes, manifest JSON) for object-store
+    /// destinations.
+    pub fn finish_with_remainder(
+        self,
+    ) -> Result<(SinkSummary, Option<(Vec<u8>, Vec<u8>)>), BackupError> {
         let location = self.location.display();
         let io_error = |action, source| BackupError::Io {
             action,
@@ -125,15 +152,43 @@ impl DumpSink {
             .finish()
             .map_err(|error| io_error("write", error))?;
         let inventory = self.inventory.finish(Format::Snappy, raw_bytes);
+        let file_name = match &self.location {
+            Location::File(path) => path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            other => other
+                .display()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        let mut remainder = None;
         let manifest = match (target, &self.location) {
+            (Target::Pending(rest), Location::Url(url)) => {
+                let manifest = Manifest {
+                    manifest_version: 1,
+                    file: file_name,
+                    sha256: sha256.clone(),
+                    bytes,
+                    records: inventory.records,
+                    versions: inventory.versions.clone(),
+                    kinds: inventory.kinds.clone(),
+                    source: self.source,
+                    created_at: jiff::Timestamp::now().to_string(),
+                    ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
+                };
+                let text = serde_json::to_vec_pretty(&manifest)
+                    .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
+                remainder = Some((rest, text));
+                Some(format!("{url}.manifest.json"))
+            }
             (Target::File(file), Location::File(path)) => {
                 file.commit().map_err(|error| io_error("write", error))?;
                 let manifest = Manifest {
                     manifest_version: 1,
-                    file: path
-                        .file_name()
-                        .map(|name| name.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
+                    file: file_name,
                     sha256: sha256.clone(),
                     bytes,
                     records: inventory.records,
@@ -157,12 +212,15 @@ impl DumpSink {
             }
             _ => None,
         };
-        Ok(SinkSummary {
-            location,
-            manifest,
-            sha256,
-            bytes,
-            inventory,
-        })
+        Ok((
+            SinkSummary {
+                location,
+                manifest,
+                sha256,
+                bytes,
+                inventory,
+            },
+            remainder,
+        ))
     }
 }

@@ -159,6 +159,7 @@ impl Replayable {
 pub async fn restore_from(
     client: &PachdClient,
     location: &Location,
+    mode: Option<&str>,
     progress: &Progress,
 ) -> Result<RestoreSummary, TransferError> {
     let source = Replayable::new(location)?;
@@ -228,7 +229,7 @@ pub async fn restore_from(
             counter.bytes.fetch_add(op.len() as u64, Ordering::Relaxed);
         }
     });
-    let outcome = client.restore(ops).await;
+    let outcome = client.restore_in_mode(ops, mode).await;
     // The reader stops by itself once the channel is closed.
     let _ = reader.join();
     let sent = progress.ops.load(Ordering::Relaxed);

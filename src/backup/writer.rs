@@ -68,6 +68,12 @@ impl<W: Write> RecordWriter<W> {
         Ok(())
     }
 
+    /// The destination, for draining buffered output (the snappy encoder keeps at most one
+    /// chunk of its own).
+    pub fn destination_mut(&mut self) -> &mut W {
+        &mut self.encoder.get_mut().inner
+    }
+
     /// Records written so far.
     pub fn records(&self) -> u64 {
         self.records

@@ -333,6 +333,35 @@ pub mod sys_api {
         outcome
     }
 
+    /// Forgets a finished step, so the next run of this script does it again (used when a
+    /// later failure undid what the step did, e.g. a quiesce that was reverted).
+    ///
+    /// ```rhai
+    /// forget("quiesce");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn forget(call: NativeCallContext, name: &str) -> BindingResult<()> {
+        let host = HostCtx::of(&call)?;
+        if host.is_dry_run() {
+            return Ok(());
+        }
+        let outcome = host.with_journal(|journal| journal.map(|journal| journal.forget(name)));
+        if let Some(Err(error)) = outcome {
+            host.warn(&crate::kind::chain_text(&error));
+        }
+        Ok(())
+    }
+
+    /// A fresh random token (32 hex characters), e.g. a root token for a restore.
+    ///
+    /// ```rhai
+    /// let token = random_token();
+    /// ```
+    #[rhai_fn(volatile)]
+    pub fn random_token() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
     /// Registers a cleanup that runs when the run ends, whether it succeeded, failed or was
     /// interrupted with Ctrl-C. Cleanups run most recent first.
     ///

@@ -123,7 +123,8 @@ pub mod transfer_api {
     /// Restores a dump (path, `-` or object-store URL) into the cluster, as `pachctl restore`
     /// does, after verifying the whole dump (framing, checksums, relations, manifest): nothing
     /// is sent when verification fails. A cluster that already has repos is refused unless
-    /// `#{ force: true }`.
+    /// `#{ force: true }`. `mode: "strict"` (the default) asks the sandbox to validate the
+    /// whole stream before applying anything; real pachd ignores it.
     ///
     /// ```rhai
     /// let c = pachd::connect("new");
@@ -142,6 +143,17 @@ pub mod transfer_api {
         let location = Location::parse(source);
         let client = pachd.client().clone();
         let force = flag(&options, "force", false);
+        let mode = match options.get("mode").map(|value| value.to_string()) {
+            None => "strict".to_owned(),
+            Some(mode) if mode == "strict" || mode == "lenient" => mode,
+            Some(other) => {
+                return Err(script_fail(
+                    Kind::Invalid,
+                    format!("restore mode must be \"strict\" or \"lenient\", not \"{other}\""),
+                    position,
+                ));
+            }
+        };
         let entry = PlanEntry::new("pachd", "restore", client.address())
             .with_details(serde_json::json!({ "from": location.display(), "force": force }));
         if !host.may_change(entry) {
@@ -177,7 +189,7 @@ pub mod transfer_api {
         let started = std::time::Instant::now();
         let summary = host
             .block_on_for(
-                async move { restore_from(&client, &location, &progress).await },
+                async move { restore_from(&client, &location, Some(&mode), &progress).await },
                 None,
                 position,
             )?

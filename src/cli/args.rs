@@ -105,6 +105,20 @@ pub struct RunArgs {
     /// Start a fresh sandbox for the run and point the contexts `old` and `new` at it.
     #[arg(long)]
     pub sandbox: bool,
+    /// With --sandbox: what fills `old` — `sample` (generated data) or a dump's path.
+    #[arg(
+        long,
+        value_name = "DUMP|sample",
+        default_value = "sample",
+        requires = "sandbox"
+    )]
+    pub seed: String,
+    /// With --sandbox: the version `old` impersonates.
+    #[arg(long, value_name = "VERSION", default_value = "1.11", value_parser = parse_version, requires = "sandbox")]
+    pub old: PachdVersion,
+    /// With --sandbox: the version `new` will run.
+    #[arg(long, value_name = "VERSION", default_value = "1.13", value_parser = parse_version, requires = "sandbox")]
+    pub new: PachdVersion,
     /// The run journal (default: `.ankus/NAME.journal.json`); a re-run with the same journal
     /// resumes after the last finished step.
     #[arg(long, value_name = "PATH")]
@@ -138,9 +152,15 @@ pub struct SandboxArgs {
     /// The pachd version the `new` cluster impersonates (1.9 … 1.13).
     #[arg(long, value_name = "VERSION", default_value = "1.13", value_parser = parse_version)]
     pub new: PachdVersion,
-    /// A `pachctl extract` dump to restore into `old` (its bucket is filled from the dump).
-    #[arg(long, value_name = "DUMP")]
-    pub seed: Option<PathBuf>,
+    /// What fills `old`: a `pachctl extract` dump's path (its bucket is filled from the
+    /// dump), or `sample` for generated data.
+    #[arg(long, value_name = "DUMP|sample")]
+    pub seed: Option<String>,
+    /// Leave namespace `new` empty until a pachd Deployment is applied there (the manifests
+    /// are written to DIR/new-pachd.yaml), as a migration's "deploy the new cluster" step
+    /// expects.
+    #[arg(long)]
+    pub no_new: bool,
 }
 
 /// Parses a pachd version such as `1.11` or `1.13.4`.

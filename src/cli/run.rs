@@ -77,18 +77,29 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
     let script = sources::find_script(&run_args.script, cli.scripts.as_deref())?;
     let args: BTreeMap<String, String> = run_args.args.iter().cloned().collect();
     let mut options = host_options(cli, &run_args.script_options, args, console);
-    let _sandbox = if run_args.sandbox {
-        Some(super::sandbox::start_temporary(&mut options)?)
+    let sandbox = if run_args.sandbox {
+        let setup = super::sandbox::TemporarySetup {
+            seed: run_args.seed.clone(),
+            old: run_args.old.clone(),
+            new: run_args.new.clone(),
+            deploy_new: false,
+        };
+        Some(super::sandbox::start_temporary(&mut options, &setup)?)
     } else {
         None
     };
     let host = HostCtx::new(options);
     cancel_on_ctrl_c(&host);
     let engine = build_engine(&host, &limits(&run_args.script_options));
+    // A fresh sandbox has nothing to resume, so its journal lives (and dies) with it.
+    let journal_root = match &sandbox {
+        Some(sandbox) => sandbox.dir().to_path_buf(),
+        None => PathBuf::from(".ankus"),
+    };
     let journal_path = run_args
         .journal
         .clone()
-        .unwrap_or_else(|| PathBuf::from(".ankus").join(format!("{}.journal.json", script.name)));
+        .unwrap_or_else(|| journal_root.join(format!("{}.journal.json", script.name)));
     let outcome = run_script(&host, &engine, &script, Some(&journal_path));
     let plan = host.plan();
     match console.output {

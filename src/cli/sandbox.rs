@@ -36,12 +36,15 @@ pub fn execute(args: &SandboxArgs, console: &Console) -> anyhow::Result<u8> {
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(".ankus").join("sandbox"));
-    let config = SandboxConfig {
-        dir,
-        old_version: args.old,
-        new_version: args.new,
-        seed: args.seed.clone(),
-    };
+    let mut config = SandboxConfig::new(&dir);
+    config.old_version = args.old.clone();
+    config.new_version = args.new.clone();
+    config.deploy_new = !args.no_new;
+    match args.seed.as_deref() {
+        Some("sample") => config.sample = true,
+        Some(path) => config.seed = Some(PathBuf::from(path)),
+        None => {}
+    }
     let sandbox = block_on_uncancellable(Sandbox::start(config)).context("start the sandbox")?;
     console.out(&ready_line(&sandbox));
     block_on_uncancellable(async {
@@ -65,22 +68,86 @@ impl Drop for TemporarySandbox {
     }
 }
 
-/// Starts a fresh sandbox (1.11 old, 1.13 new) in a temporary directory and points the host's
-/// contexts `old` and `new` at it.
-pub fn start_temporary(options: &mut HostOptions) -> anyhow::Result<TemporarySandbox> {
+/// How a temporary sandbox starts.
+pub struct TemporarySetup {
+    /// `sample` or a dump path.
+    pub seed: String,
+    /// `old`'s version.
+    pub old: PachdVersion,
+    /// `new`'s version.
+    pub new: PachdVersion,
+    /// Whether `new` runs from the start (the REPL) or waits for its manifests (flows).
+    pub deploy_new: bool,
+}
+
+impl TemporarySandbox {
+    /// The running sandbox.
+    pub fn sandbox(&self) -> &Sandbox {
+        self.sandbox.as_ref().expect("present until dropped")
+    }
+
+    /// The temporary directory.
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
+/// Starts a fresh sandbox in a temporary directory and points the host at it: pachctl
+/// contexts and kube contexts `old` and `new`, and default script arguments for the bundled
+/// flows (`from`, `to`, `src_bucket`, `dst_bucket`, `backup`, `deploy`) that `-a` overrides.
+pub fn start_temporary(
+    options: &mut HostOptions,
+    setup: &TemporarySetup,
+) -> anyhow::Result<TemporarySandbox> {
     let dir = tempfile::Builder::new()
         .prefix("ankus-sandbox-")
         .tempdir()
         .context("create the sandbox directory")?;
-    let config = SandboxConfig {
-        dir: dir.path().to_path_buf(),
-        old_version: PachdVersion::v1_11(),
-        new_version: PachdVersion::v1_13(),
-        seed: None,
-    };
+    let mut config = SandboxConfig::new(dir.path());
+    config.old_version = setup.old.clone();
+    config.new_version = setup.new.clone();
+    config.deploy_new = setup.deploy_new;
+    if setup.seed == "sample" {
+        config.sample = true;
+    } else {
+        config.seed = Some(PathBuf::from(&setup.seed));
+    }
     let sandbox = block_on_uncancellable(Sandbox::start(config)).context("start the sandbox")?;
     options.pach_config = Some(sandbox.pach_config_path());
-    options.sandbox = Some(sandbox.info());
+    options.kubeconfig = Some(sandbox.kubeconfig_path());
+    let info = sandbox.info();
+    let defaults = [
+        ("from", "old".to_owned()),
+        ("to", "new".to_owned()),
+        (
+            "src_bucket",
+            info["buckets"]["old"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        (
+            "dst_bucket",
+            info["buckets"]["new"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ),
+        (
+            "backup",
+            dir.path().join("backup.dump").display().to_string(),
+        ),
+        ("deploy", sandbox.new_manifest_path().display().to_string()),
+        ("sandbox", "true".to_owned()),
+    ];
+    for (key, value) in defaults {
+        options.args.entry(key.to_owned()).or_insert(value);
+    }
+    // Files the flows write (backups, saved specs) go to the sandbox directory too.
+    let mut roots = vec![dir.path().to_path_buf()];
+    roots.extend(options.fs_policy.roots().iter().cloned());
+    options.fs_policy = crate::host::context::FsPolicy::new(roots);
+    options.sandbox = Some(info);
     Ok(TemporarySandbox {
         sandbox: Some(sandbox),
         _dir: dir,

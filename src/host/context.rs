@@ -66,6 +66,11 @@ impl FsPolicy {
         FsPolicy::new(roots)
     }
 
+    /// The allowed directories.
+    pub fn roots(&self) -> &[PathBuf] {
+        &self.roots
+    }
+
     /// Resolves `path` and checks it lies under an allowed root.
     pub fn check(&self, path: &str) -> Result<PathBuf, String> {
         let raw = PathBuf::from(path);

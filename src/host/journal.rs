@@ -142,6 +142,16 @@ impl Journal {
         self.save()
     }
 
+    /// Drops the record of step `name` (so a later run does it again) and saves.
+    pub fn forget(&mut self, name: &str) -> Result<(), JournalError> {
+        let before = self.file.steps.len();
+        self.file.steps.retain(|step| step.name != name);
+        if self.file.steps.len() == before {
+            return Ok(());
+        }
+        self.save()
+    }
+
     /// Marks the whole run finished, so the next run starts fresh.
     pub fn finish(&mut self) -> Result<(), JournalError> {
         self.file.finished = true;

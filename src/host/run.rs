@@ -94,9 +94,22 @@ pub fn run_script(
     let outcome = on_script_thread(|| engine.eval_ast::<Dynamic>(&ast));
 
     // Cleanups run with a fresh token so the Ctrl-C that ended the script does not end them too.
+    // They are called with the script's imports evaluated first, so module functions work
+    // inside them as they did in the script.
     host.reset_cancel();
+    let imports_only = imports_and_functions(&ast);
     for cleanup in host.take_defers() {
-        let cleanup_outcome = on_script_thread(|| cleanup.call::<Dynamic>(engine, &ast, ()));
+        let cleanup_outcome = on_script_thread(|| {
+            let options = rhai::CallFnOptions::new().eval_ast(true).rewind_scope(true);
+            let arguments: Vec<Dynamic> = cleanup.curry().to_vec();
+            engine.call_fn_with_options::<Dynamic>(
+                options,
+                &mut rhai::Scope::new(),
+                &imports_only,
+                cleanup.fn_name(),
+                arguments,
+            )
+        });
         if let Err(error) = cleanup_outcome {
             host.error(&format!(
                 "deferred cleanup failed:\n{}",
@@ -118,6 +131,22 @@ pub fn run_script(
             exit_code: exit_code_of(&error),
         }),
     }
+}
+
+/// The script's top-level `import` statements and all its functions, without its other
+/// statements: what a deferred cleanup needs to run after the script itself has ended.
+fn imports_and_functions(ast: &rhai::AST) -> rhai::AST {
+    let imports: Vec<rhai::Stmt> = ast
+        .statements()
+        .iter()
+        .filter(|statement| matches!(statement, rhai::Stmt::Import(..)))
+        .cloned()
+        .collect();
+    let mut reduced = rhai::AST::new(imports, ast.shared_lib().clone());
+    if let Some(source) = ast.source() {
+        reduced.set_source(source);
+    }
+    reduced
 }
 
 /// Runs `work` on a thread with a stack big enough for deep Rhai recursion.

@@ -75,6 +75,28 @@ pub fn block_on_uncancellable<F: Future>(fut: F) -> F::Output {
     handle().block_on(fut)
 }
 
+/// A blocking `Read` over an object opened asynchronously, for code that reads dumps on plain
+/// threads (never on a runtime thread: that is refused rather than deadlocking).
+pub fn open_blocking_reader<R, E, F>(open: F) -> std::io::Result<Box<dyn std::io::Read + Send>>
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    E: std::fmt::Display,
+    F: Future<Output = Result<R, E>>,
+{
+    if Handle::try_current().is_ok() {
+        return Err(std::io::Error::other(
+            "object-store sources are read from a plain thread, not from async code",
+        ));
+    }
+    let reader = handle()
+        .block_on(open)
+        .map_err(|error| std::io::Error::other(error.to_string()))?;
+    Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+        reader,
+        handle(),
+    )))
+}
+
 /// Spawns a background task on the runtime (servers, signal handlers).
 pub fn spawn<F>(fut: F) -> tokio::task::JoinHandle<F::Output>
 where

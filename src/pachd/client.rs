@@ -1113,6 +1113,17 @@ impl PachdClient {
         S: Stream<Item = Result<Bytes, E>> + Send + 'static,
         E: std::fmt::Display + Send + 'static,
     {
+        self.restore_in_mode(ops, None).await
+    }
+
+    /// [`PachdClient::restore`], asking for a restore mode with the `ankus-restore-mode`
+    /// header (`strict`: the sandbox validates the whole stream before applying anything).
+    /// A real pachd ignores the header.
+    pub async fn restore_in_mode<S, E>(&self, ops: S, mode: Option<&str>) -> Result<(), PachdError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + 'static,
+        E: std::fmt::Display + Send + 'static,
+    {
         let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let seen = failure.clone();
         let outgoing = ops.map(move |item| match item {
@@ -1126,7 +1137,12 @@ impl PachdClient {
             }
         });
         let mut grpc = self.raw();
-        let request = self.stream_request(outgoing);
+        let mut request = self.stream_request(outgoing);
+        if let Some(mode) = mode {
+            request
+                .metadata_mut()
+                .insert("ankus-restore-mode", metadata_value("restore mode", mode)?);
+        }
         let outcome = async move {
             grpc.ready().await.map_err(|error| {
                 tonic::Status::unavailable(format!("pachd is not ready: {error}"))

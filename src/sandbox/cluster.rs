@@ -12,15 +12,20 @@
 //! token as `authn-token` (so a dump with auth makes it `pach:root`'s token, as pachctl's
 //! restore does); the token is then stored as `old`'s `session_token`.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::kube_api::{
+    DeploymentHooks, KubeState, KubeconfigContext, NodePortForwarder, SeedSpec, allocate_node_addr,
+};
 use super::pachd::dumpfile::DumpReader;
 use super::pachd::error::SandboxError;
-use super::pachd::{Cluster, ClusterConfig, PachdVersion};
+use super::pachd::{Cluster, ClusterConfig, PachdVersion, PipelineObserver};
 use crate::proto::admin;
 
 /// What to start.
@@ -34,22 +39,29 @@ pub struct SandboxConfig {
     pub new_version: PachdVersion,
     /// A dump to restore into `old`.
     pub seed: Option<PathBuf>,
+    /// Fill `old` with generated sample data (repos, files, two pipelines) instead of a dump.
+    pub sample: bool,
+    /// Whether `new` runs from the start; when false its namespace is empty until a pachd
+    /// Deployment is applied there (as the migration's "deploy the new cluster" step does).
+    pub deploy_new: bool,
 }
 
 impl SandboxConfig {
-    /// The defaults: 1.11 and 1.13, no seed.
+    /// The defaults: 1.11 and 1.13, both running, no seed.
     pub fn new(dir: &Path) -> SandboxConfig {
         SandboxConfig {
             dir: dir.to_path_buf(),
             old_version: PachdVersion::v1_11(),
             new_version: PachdVersion::v1_13(),
             seed: None,
+            sample: false,
+            deploy_new: true,
         }
     }
 }
 
 /// One running cluster of the sandbox.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ClusterHandle {
     /// `old`, `new`, …
     pub name: String,
@@ -63,12 +75,10 @@ pub struct ClusterHandle {
     pub data_dir: PathBuf,
     /// The session token clients should use (set after a seed activated auth).
     pub session_token: Option<String>,
-    shutdown: CancellationToken,
-    task: tokio::task::JoinHandle<Result<(), SandboxError>>,
 }
 
 impl ClusterHandle {
-    /// `grpc://127.0.0.1:PORT`, as pachctl configs spell it.
+    /// `grpc://127.0.0.1:PORT`, the cluster's own listener.
     pub fn pachd_address(&self) -> String {
         format!("grpc://{}", self.address)
     }
@@ -79,15 +89,128 @@ impl ClusterHandle {
     }
 }
 
-/// A running sandbox.
-#[derive(Debug)]
-pub struct Sandbox {
+struct Running {
+    handle: ClusterHandle,
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), SandboxError>>>,
+}
+
+/// The emulated Kubernetes side of a sandbox: its API server and one namespace per cluster,
+/// each with a loopback node address whose NodePorts forward to that namespace's pachd.
+struct KubeSide {
+    state: Arc<KubeState>,
+    server: String,
+    forwarders: Mutex<BTreeMap<String, Arc<NodePortForwarder>>>,
+    shutdown: CancellationToken,
+    task: Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+}
+
+struct Shared {
     dir: PathBuf,
-    clusters: Vec<ClusterHandle>,
+    new_version: PachdVersion,
+    clusters: Mutex<Vec<Running>>,
+    kube: KubeSide,
+}
+
+/// A running sandbox.
+#[derive(Clone)]
+pub struct Sandbox {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("dir", &self.shared.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn file_url(path: &Path) -> String {
     format!("file://{}", path.display())
+}
+
+/// Scales a namespace's pipeline worker pods with the emulated pachd's pipeline states.
+struct WorkerPods {
+    state: Arc<KubeState>,
+    namespace: String,
+}
+
+impl PipelineObserver for WorkerPods {
+    fn pipeline_state_changed(&self, _cluster: &str, pipeline: &str, running: bool) {
+        let state = self.state.clone();
+        let namespace = self.namespace.clone();
+        let pipeline = pipeline.to_owned();
+        tokio::spawn(async move {
+            let replicas = u32::from(running);
+            if let Err(error) = state
+                .set_pipeline_workers(&namespace, &pipeline, replicas, "ubuntu:18.04")
+                .await
+            {
+                tracing::warn!("sandbox: cannot scale workers of {pipeline}: {error}");
+            }
+        });
+    }
+}
+
+/// Starts (or stops) an emulated pachd when a pachd Deployment appears in (or leaves) a
+/// namespace, reading its version from the image tag and its bucket from `PACH_ROOT`.
+struct DeployHooks {
+    shared: std::sync::Weak<Shared>,
+}
+
+fn deployment_env(deployment: &serde_json::Value, name: &str) -> Option<String> {
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()?
+        .iter()
+        .flat_map(|container| container["env"].as_array().into_iter().flatten())
+        .find(|entry| entry["name"] == name)
+        .and_then(|entry| entry["value"].as_str().map(str::to_owned))
+}
+
+impl DeploymentHooks for DeployHooks {
+    fn pachd_deployed(&self, namespace: &str, deployment: &serde_json::Value) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let image = deployment["spec"]["template"]["spec"]["containers"][0]["image"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let version = image
+            .rsplit_once(':')
+            .and_then(|(_, tag)| tag.parse::<PachdVersion>().ok())
+            .unwrap_or_else(|| shared.new_version.clone());
+        // A real pachd on local storage keeps its objects under PACH_ROOT; the sandbox uses
+        // that directory as the cluster's bucket when it is an absolute path on this machine.
+        let bucket = deployment_env(deployment, "PACH_ROOT")
+            .map(PathBuf::from)
+            .filter(|root| root.is_absolute() && root != Path::new("/pach"))
+            .unwrap_or_else(|| shared.dir.join(namespace).join("bucket"));
+        let namespace = namespace.to_owned();
+        tokio::spawn(async move {
+            let sandbox = Sandbox { shared };
+            if let Err(error) = sandbox.start_cluster(&namespace, version, &bucket).await {
+                tracing::warn!("sandbox: cannot start pachd in {namespace}: {error}");
+            }
+        });
+    }
+
+    fn pachd_stopped(&self, namespace: &str) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let namespace = namespace.to_owned();
+        tokio::spawn(async move {
+            Sandbox { shared }.stop_cluster(&namespace).await;
+        });
+    }
 }
 
 /// Starts one cluster on `127.0.0.1:0` and serves it until `shutdown`.
@@ -164,89 +287,291 @@ pub async fn restore_dump(endpoint: &str, path: &Path, token: &str) -> Result<u6
 }
 
 impl Sandbox {
-    /// Starts `old` and `new`, seeds `old` if asked, and writes the client files.
+    /// Starts the emulated Kubernetes API, `old` (and `new` unless `deploy_new` is false),
+    /// seeds `old` if asked, and writes the client files.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         std::fs::create_dir_all(&config.dir)
             .map_err(|err| SandboxError::io("create sandbox directory", &config.dir, err))?;
         let dir = std::fs::canonicalize(&config.dir)
             .map_err(|err| SandboxError::io("resolve", &config.dir, err))?;
-        let mut sandbox = Sandbox {
-            dir: dir.clone(),
-            clusters: Vec::new(),
+
+        let state = Arc::new(KubeState::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|err| SandboxError::io("listen on", Path::new("127.0.0.1:0"), err))?;
+        let kube_address = listener
+            .local_addr()
+            .map_err(|err| SandboxError::io("listen on", Path::new("127.0.0.1:0"), err))?;
+        let kube_shutdown = CancellationToken::new();
+        let stop = kube_shutdown.clone();
+        let kube_task = tokio::spawn(super::kube_api::serve(
+            listener,
+            state.clone(),
+            async move { stop.cancelled().await },
+        ));
+        let sandbox = Sandbox {
+            shared: Arc::new(Shared {
+                dir: dir.clone(),
+                new_version: config.new_version.clone(),
+                clusters: Mutex::new(Vec::new()),
+                kube: KubeSide {
+                    state: state.clone(),
+                    server: format!("http://{kube_address}"),
+                    forwarders: Mutex::new(BTreeMap::new()),
+                    shutdown: kube_shutdown,
+                    task: Mutex::new(Some(kube_task)),
+                },
+            }),
         };
+
+        let kube_error = |error: super::kube_api::ApiError| {
+            SandboxError::Wire(format!("seed the Kubernetes API: {error}"))
+        };
+        state
+            .seed_pachyderm(
+                "old",
+                &SeedSpec {
+                    pachd_version: config.old_version.to_string(),
+                    pipelines: Vec::new(),
+                    dash: true,
+                },
+            )
+            .await
+            .map_err(kube_error)?;
+        if config.deploy_new {
+            state
+                .seed_pachyderm(
+                    "new",
+                    &SeedSpec {
+                        pachd_version: config.new_version.to_string(),
+                        pipelines: Vec::new(),
+                        dash: true,
+                    },
+                )
+                .await
+                .map_err(kube_error)?;
+        } else {
+            state
+                .create_object(serde_json::json!({
+                    "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "new" }
+                }))
+                .await
+                .map_err(kube_error)?;
+        }
+        for namespace in ["old", "new"] {
+            let forwarder =
+                NodePortForwarder::start(&state, namespace, "pachd", allocate_node_addr()).await;
+            lock(&sandbox.shared.kube.forwarders).insert(namespace.to_owned(), forwarder);
+        }
+
         sandbox
-            .start_cluster("old", config.old_version, &dir.join("old").join("bucket"))
+            .start_cluster(
+                "old",
+                config.old_version.clone(),
+                &dir.join("old").join("bucket"),
+            )
             .await?;
-        sandbox
-            .start_cluster("new", config.new_version, &dir.join("new").join("bucket"))
-            .await?;
+        if config.deploy_new {
+            sandbox
+                .start_cluster(
+                    "new",
+                    config.new_version.clone(),
+                    &dir.join("new").join("bucket"),
+                )
+                .await?;
+        } else {
+            std::fs::create_dir_all(dir.join("new").join("bucket"))
+                .map_err(|err| SandboxError::io("create", &dir.join("new"), err))?;
+        }
+        let old = sandbox.cluster("old").expect("old was just started");
         if let Some(seed) = &config.seed {
             let token = uuid::Uuid::new_v4().simple().to_string();
-            let endpoint = sandbox.clusters[0].endpoint();
-            restore_dump(&endpoint, seed, &token).await?;
-            let active = sandbox.clusters[0].cluster.lock().auth.active;
-            if active {
-                sandbox.clusters[0].session_token = Some(token);
+            restore_dump(&old.endpoint(), seed, &token).await?;
+            if old.cluster.lock().auth.active {
+                sandbox.set_session_token("old", &token);
             }
+        } else if config.sample {
+            super::sample::fill(&old.endpoint()).await?;
+        }
+        // Worker pods for the pipelines the seed created, then follow their states.
+        let pipelines: Vec<(String, bool)> = old
+            .cluster
+            .lock()
+            .pipelines
+            .iter()
+            .map(|(name, record)| (name.clone(), !record.info.stopped))
+            .collect();
+        for (pipeline, running) in pipelines {
+            state
+                .set_pipeline_workers("old", &pipeline, u32::from(running), "ubuntu:18.04")
+                .await
+                .map_err(kube_error)?;
+        }
+        // Hooks are registered after seeding so the seeded pachd Deployments do not fire them.
+        state.add_hooks(Arc::new(DeployHooks {
+            shared: Arc::downgrade(&sandbox.shared),
+        }));
+        if !config.deploy_new {
+            sandbox.write_new_manifest(&config.new_version)?;
         }
         sandbox.write_files()?;
         Ok(sandbox)
     }
 
     /// Starts (or replaces) cluster `name` on `bucket_dir`, e.g. a `new` cluster "deployed"
-    /// on a cloned bucket. Its data directory is `DIR/<name>/data`.
+    /// on a cloned bucket. Its data directory is `DIR/<name>/data`; the namespace's NodePorts
+    /// forward to it.
     pub async fn start_cluster(
-        &mut self,
+        &self,
         name: &str,
         version: PachdVersion,
         bucket_dir: &Path,
-    ) -> Result<&ClusterHandle, SandboxError> {
-        if let Some(pos) = self.clusters.iter().position(|c| c.name == name) {
-            let old = self.clusters.remove(pos);
-            old.shutdown.cancel();
-            let _ = old.task.await;
-        }
-        let data_dir = self.dir.join(name).join("data");
+    ) -> Result<ClusterHandle, SandboxError> {
+        self.stop_cluster(name).await;
+        let data_dir = self.shared.dir.join(name).join("data");
         let mut config = ClusterConfig::new(name, version, bucket_dir);
         config.data_dir = Some(data_dir.clone());
+        config.observer = Arc::new(WorkerPods {
+            state: self.shared.kube.state.clone(),
+            namespace: name.to_owned(),
+        });
         let (cluster, address, shutdown, task) = spawn_cluster(config).await?;
-        self.clusters.push(ClusterHandle {
+        let handle = ClusterHandle {
             name: name.to_owned(),
             address,
             cluster,
             bucket_dir: bucket_dir.to_path_buf(),
             data_dir,
             session_token: None,
+        };
+        lock(&self.shared.clusters).push(Running {
+            handle: handle.clone(),
             shutdown,
-            task,
+            task: Some(task),
         });
+        if let Some(forwarder) = lock(&self.shared.kube.forwarders).get(name) {
+            forwarder.set_backend("api-grpc-port", address);
+        }
         self.write_files()?;
-        Ok(self.clusters.last().expect("just pushed"))
+        Ok(handle)
+    }
+
+    /// Stops cluster `name` if it runs (its NodePorts then accept and close connections).
+    pub async fn stop_cluster(&self, name: &str) {
+        let running = {
+            let mut clusters = lock(&self.shared.clusters);
+            clusters
+                .iter()
+                .position(|running| running.handle.name == name)
+                .map(|position| clusters.remove(position))
+        };
+        if let Some(mut running) = running {
+            if let Some(forwarder) = lock(&self.shared.kube.forwarders).get(name) {
+                forwarder.clear_backend("api-grpc-port");
+            }
+            running.shutdown.cancel();
+            if let Some(task) = running.task.take() {
+                let _ = task.await;
+            }
+            let _ = running.handle.cluster.persist();
+            let _ = self.write_files();
+        }
+    }
+
+    fn set_session_token(&self, name: &str, token: &str) {
+        for running in lock(&self.shared.clusters).iter_mut() {
+            if running.handle.name == name {
+                running.handle.session_token = Some(token.to_owned());
+            }
+        }
     }
 
     /// The cluster named `name`.
-    pub fn cluster(&self, name: &str) -> Option<&ClusterHandle> {
-        self.clusters.iter().find(|c| c.name == name)
+    pub fn cluster(&self, name: &str) -> Option<ClusterHandle> {
+        lock(&self.shared.clusters)
+            .iter()
+            .find(|running| running.handle.name == name)
+            .map(|running| running.handle.clone())
     }
 
     /// The sandbox directory.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.shared.dir
     }
 
     /// `DIR/pachctl-config.json`.
     pub fn pach_config_path(&self) -> PathBuf {
-        self.dir.join("pachctl-config.json")
+        self.shared.dir.join("pachctl-config.json")
+    }
+
+    /// `DIR/kubeconfig`.
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.shared.dir.join("kubeconfig")
+    }
+
+    /// `DIR/new-pachd.yaml`: the manifests that deploy `new` on its bucket (written when
+    /// `new` does not run from the start).
+    pub fn new_manifest_path(&self) -> PathBuf {
+        self.shared.dir.join("new-pachd.yaml")
+    }
+
+    /// The loopback node address of a namespace, where its Service's NodePorts listen.
+    pub fn node_address(&self, namespace: &str) -> Option<std::net::Ipv4Addr> {
+        lock(&self.shared.kube.forwarders)
+            .get(namespace)
+            .map(|forwarder| forwarder.node_addr())
+    }
+
+    /// The emulated Kubernetes API's URL.
+    pub fn kube_server(&self) -> &str {
+        &self.shared.kube.server
+    }
+
+    /// The emulated Kubernetes API's state (for tests and the loader).
+    pub fn kube_state(&self) -> Arc<KubeState> {
+        self.shared.kube.state.clone()
+    }
+
+    fn node_pachd_address(&self, namespace: &str) -> String {
+        match self.node_address(namespace) {
+            Some(node) => format!("grpc://{node}:30650"),
+            None => String::new(),
+        }
+    }
+
+    fn write_new_manifest(&self, version: &PachdVersion) -> Result<(), SandboxError> {
+        let bucket = self.shared.dir.join("new").join("bucket");
+        let mut deployment = super::kube_api::seed::pachd_deployment("new", &version.to_string());
+        if let Some(env) =
+            deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array_mut()
+        {
+            for entry in env.iter_mut() {
+                if entry["name"] == "PACH_ROOT" {
+                    entry["value"] = json!(bucket.display().to_string());
+                }
+            }
+        }
+        // Two YAML documents (JSON is YAML), as `kubectl apply -f` takes them.
+        let text = format!(
+            "{}\n---\n{}\n",
+            serde_json::to_string_pretty(&super::kube_api::seed::pachd_service("new"))
+                .expect("JSON values always serialize"),
+            serde_json::to_string_pretty(&deployment).expect("JSON values always serialize")
+        );
+        crate::fsutil::write_atomic(&self.new_manifest_path(), text.as_bytes())
+            .map_err(|err| SandboxError::io("write", &self.new_manifest_path(), err))
     }
 
     /// What `sandbox.json` holds.
     pub fn info(&self) -> serde_json::Value {
         let mut clusters = serde_json::Map::new();
-        for handle in &self.clusters {
+        for running in lock(&self.shared.clusters).iter() {
+            let handle = &running.handle;
             clusters.insert(
                 handle.name.clone(),
                 json!({
-                    "address": handle.pachd_address(),
+                    "address": self.node_pachd_address(&handle.name),
+                    "direct_address": handle.pachd_address(),
                     "version": handle.cluster.version().to_string(),
                     "bucket": file_url(&handle.bucket_dir),
                     "data": handle.data_dir.display().to_string(),
@@ -254,44 +579,83 @@ impl Sandbox {
                 }),
             );
         }
+        let nodes: serde_json::Map<String, serde_json::Value> = lock(&self.shared.kube.forwarders)
+            .iter()
+            .map(|(namespace, forwarder)| {
+                (namespace.clone(), json!(forwarder.node_addr().to_string()))
+            })
+            .collect();
         json!({
-            "dir": self.dir.display().to_string(),
+            "dir": self.shared.dir.display().to_string(),
             "pachctl_config": self.pach_config_path().display().to_string(),
+            "kubeconfig": self.kubeconfig_path().display().to_string(),
+            "kube_server": self.shared.kube.server,
+            "nodes": nodes,
+            "buckets": {
+                "old": file_url(&self.shared.dir.join("old").join("bucket")),
+                "new": file_url(&self.shared.dir.join("new").join("bucket")),
+            },
+            "new_manifest": self.new_manifest_path().display().to_string(),
             "clusters": clusters,
         })
     }
 
-    /// Writes `pachctl-config.json` and `sandbox.json`.
+    /// Writes `pachctl-config.json`, `kubeconfig` and `sandbox.json`. Contexts `old` and `new`
+    /// reach pachd through their namespace's NodePort, as external clients do.
     pub fn write_files(&self) -> Result<(), SandboxError> {
         let mut contexts = serde_json::Map::new();
-        for handle in &self.clusters {
-            let mut context = json!({
-                "pachd_address": handle.pachd_address(),
-                "cluster_deployment_id": handle.cluster.deployment_id(),
-            });
-            if let Some(token) = &handle.session_token {
-                context["session_token"] = json!(token);
+        let clusters: Vec<ClusterHandle> = lock(&self.shared.clusters)
+            .iter()
+            .map(|running| running.handle.clone())
+            .collect();
+        for namespace in ["old", "new"] {
+            let mut context = json!({ "pachd_address": self.node_pachd_address(namespace) });
+            if let Some(handle) = clusters.iter().find(|handle| handle.name == namespace) {
+                context["cluster_deployment_id"] = json!(handle.cluster.deployment_id());
+                if let Some(token) = &handle.session_token {
+                    context["session_token"] = json!(token);
+                }
             }
-            contexts.insert(handle.name.clone(), context);
+            contexts.insert(namespace.to_owned(), context);
         }
         let config = json!({
             "user_id": uuid::Uuid::new_v4().simple().to_string(),
-            "v2": {
-                "active_context": if self.cluster("old").is_some() { "old" } else { "new" },
-                "contexts": contexts,
-                "metrics": false,
-            }
+            "v2": { "active_context": "old", "contexts": contexts, "metrics": false }
         });
         write_json(&self.pach_config_path(), &config)?;
-        write_json(&self.dir.join("sandbox.json"), &self.info())
+        let kube_contexts: Vec<KubeconfigContext> = ["old", "new"]
+            .iter()
+            .map(|name| KubeconfigContext {
+                name: (*name).to_owned(),
+                server: self.shared.kube.server.clone(),
+                namespace: (*name).to_owned(),
+            })
+            .collect();
+        super::kube_api::write_kubeconfig(&self.kubeconfig_path(), &kube_contexts, "old")
+            .map_err(|err| SandboxError::io("write", &self.kubeconfig_path(), err))?;
+        write_json(&self.shared.dir.join("sandbox.json"), &self.info())
     }
 
-    /// Stops every cluster and waits for them.
+    /// Stops every cluster and the Kubernetes API, and waits for them.
     pub async fn shutdown(self) {
-        for handle in self.clusters {
-            handle.shutdown.cancel();
-            let _ = handle.task.await;
-            let _ = handle.cluster.persist();
+        let names: Vec<String> = lock(&self.shared.clusters)
+            .iter()
+            .map(|running| running.handle.name.clone())
+            .collect();
+        for name in names {
+            self.stop_cluster(&name).await;
+        }
+        let forwarders: Vec<Arc<NodePortForwarder>> = lock(&self.shared.kube.forwarders)
+            .values()
+            .cloned()
+            .collect();
+        for forwarder in forwarders {
+            forwarder.stop().await;
+        }
+        self.shared.kube.shutdown.cancel();
+        let task = lock(&self.shared.kube.task).take();
+        if let Some(task) = task {
+            let _ = task.await;
         }
     }
 }

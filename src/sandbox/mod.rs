@@ -4,3 +4,4 @@
 pub mod cluster;
 pub mod kube_api;
 pub mod pachd;
+pub mod sample;

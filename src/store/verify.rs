@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::OnceLock;
 
 use futures::stream::{self, StreamExt};
 
@@ -81,34 +80,31 @@ impl Reference {
     }
 }
 
-/// Reads the references of a backup file: provided by the backup layer at startup.
-pub type BackupReferenceReader = fn(&Path) -> Result<Vec<Reference>, String>;
-
-static BACKUP_REFERENCE_READER: OnceLock<BackupReferenceReader> = OnceLock::new();
-
-/// Installs the backup layer's reader of references (once per process).
-pub fn set_backup_reference_reader(reader: BackupReferenceReader) {
-    let _ = BACKUP_REFERENCE_READER.set(reader);
-}
-
-/// The blocks, objects and tags the backup at `path` references, read through the backup
-/// layer's reader. Fails when no reader is installed (the backup module is not built in).
+/// The blocks, objects and tags the backup at `path` references: the objects commits point
+/// at (trees, datums) and the blocks, objects and tags the dump itself carries.
 pub fn referenced_keys_from_backup(path: &Path) -> Result<Vec<Reference>, StoreError> {
-    let reader = BACKUP_REFERENCE_READER.get().ok_or_else(|| {
+    let location = crate::backup::Location::File(path.to_path_buf());
+    let found = crate::backup::references::of(&location).map_err(|error| {
         StoreError::Refused(
             format!(
-                "read references from {}: this build cannot read backups yet; pass references: [\"block/<id>\", ...] instead",
-                path.display()
+                "read references from {}: {}",
+                path.display(),
+                crate::kind::chain_text(&error)
             ),
-            Kind::Failed,
-        )
-    })?;
-    reader(path).map_err(|message| {
-        StoreError::Refused(
-            format!("read references from {}: {message}", path.display()),
             Kind::Invalid,
         )
-    })
+    })?;
+    Ok(found
+        .into_iter()
+        .map(|(folder, name)| Reference {
+            kind: match folder {
+                "block" => ReferenceKind::Block,
+                "tag" => ReferenceKind::Tag,
+                _ => ReferenceKind::Object,
+            },
+            name,
+        })
+        .collect())
 }
 
 /// How `verify_clone` compares.

@@ -983,11 +983,13 @@ fn ankus_sandbox_writes_the_client_files_and_seeds_old() {
             .as_str()
             .is_some_and(|s| !s.is_empty())
     );
+    // Contexts reach pachd through the namespace's NodePort on its loopback node address.
+    let new_address = config["v2"]["contexts"]["new"]["pachd_address"]
+        .as_str()
+        .unwrap();
     assert!(
-        config["v2"]["contexts"]["new"]["pachd_address"]
-            .as_str()
-            .unwrap()
-            .starts_with("grpc://127.0.0.1:")
+        new_address.starts_with("grpc://127.") && new_address.ends_with(":30650"),
+        "{new_address}"
     );
     let token = old["session_token"]
         .as_str()
@@ -1062,7 +1064,7 @@ async fn sandbox_start_cluster_deploys_new_on_a_cloned_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = SandboxConfig::new(dir.path());
     config.seed = Some(fixture());
-    let mut sandbox = Sandbox::start(config).await.unwrap();
+    let sandbox = Sandbox::start(config).await.unwrap();
     let clone = dir.path().join("clone");
     copy_dir(&dir.path().join("old/bucket"), &clone);
     let endpoint = sandbox
