@@ -18,8 +18,16 @@ use crate::kube::{KubeClient, SavedObject};
 pub struct Kube {
     client: KubeClient,
     /// Objects "saved" during a dry run, so a later `restore_saved` of the same path can be
-    /// planned although nothing was written.
+    /// planned although nothing was written — through any connection of the run.
     planned_saves: Arc<Mutex<HashMap<PathBuf, SavedObject>>>,
+}
+
+/// The dry-run saves of this process, shared by every connection (a flow saves through one
+/// connection and restores through another).
+fn planned_saves() -> Arc<Mutex<HashMap<PathBuf, SavedObject>>> {
+    static SAVES: std::sync::OnceLock<Arc<Mutex<HashMap<PathBuf, SavedObject>>>> =
+        std::sync::OnceLock::new();
+    SAVES.get_or_init(Default::default).clone()
 }
 
 impl Kube {
@@ -503,7 +511,7 @@ pub mod kube_api {
             .map_err(|error| fail(error, call.call_position()))?;
         Ok(Kube {
             client,
-            planned_saves: Default::default(),
+            planned_saves: planned_saves(),
         })
     }
 

@@ -611,7 +611,10 @@ impl Sandbox {
         for namespace in ["old", "new"] {
             let mut context = json!({ "pachd_address": self.node_pachd_address(namespace) });
             if let Some(handle) = clusters.iter().find(|handle| handle.name == namespace) {
-                context["cluster_deployment_id"] = json!(handle.cluster.deployment_id());
+                // pachd reports a deployment id from 1.10 on; 1.9 contexts have none.
+                if handle.cluster.version().minor >= 10 {
+                    context["cluster_deployment_id"] = json!(handle.cluster.deployment_id());
+                }
                 if let Some(token) = &handle.session_token {
                     context["session_token"] = json!(token);
                 }

@@ -2,6 +2,7 @@
 //! real peer.
 
 mod backup;
+mod flows;
 mod host;
 mod kube;
 mod pachd_client;
