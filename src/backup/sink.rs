@@ -55,6 +55,10 @@ impl Write for Target {
     }
 }
 
+/// For object-store destinations: the last compressed bytes and the manifest JSON, which the
+/// caller uploads before completing the object.
+pub type Remainder = (Vec<u8>, Vec<u8>);
+
 /// A dump being written.
 pub struct DumpSink {
     location: Location,
@@ -137,9 +141,7 @@ impl DumpSink {
 
     /// [`DumpSink::finish`], also returning (remaining bytes, manifest JSON) for object-store
     /// destinations.
-    pub fn finish_with_remainder(
-        self,
-    ) -> Result<(SinkSummary, Option<(Vec<u8>, Vec<u8>)>), BackupError> {
+    pub fn finish_with_remainder(self) -> Result<(SinkSummary, Option<Remainder>), BackupError> {
         let location = self.location.display();
         let io_error = |action, source| BackupError::Io {
             action,

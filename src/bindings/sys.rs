@@ -352,6 +352,30 @@ pub mod sys_api {
         Ok(())
     }
 
+    /// Records an entry in the dry-run plan, for a change a dry run cannot reach through a
+    /// binding (e.g. a restore into a cluster the dry run did not deploy). Does nothing when
+    /// the run is real.
+    ///
+    /// ```rhai
+    /// if is_dry_run() { plan("pachd", "restore", "new", #{ from: "backup.dump" }); }
+    /// ```
+    #[rhai_fn(return_raw, name = "plan")]
+    pub fn plan_entry(
+        call: NativeCallContext,
+        binding: &str,
+        action: &str,
+        target: &str,
+        details: Dynamic,
+    ) -> BindingResult<()> {
+        let host = HostCtx::of(&call)?;
+        if host.is_dry_run() {
+            let entry = crate::host::plan::PlanEntry::new(binding, action, target)
+                .with_details(to_json(Some(&call), &details));
+            host.may_change(entry);
+        }
+        Ok(())
+    }
+
     /// A fresh random token (32 hex characters), e.g. a root token for a restore.
     ///
     /// ```rhai

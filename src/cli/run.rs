@@ -80,8 +80,8 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
     let sandbox = if run_args.sandbox {
         let setup = super::sandbox::TemporarySetup {
             seed: run_args.seed.clone(),
-            old: run_args.old.clone(),
-            new: run_args.new.clone(),
+            old: run_args.old,
+            new: run_args.new,
             deploy_new: false,
         };
         Some(super::sandbox::start_temporary(&mut options, &setup)?)

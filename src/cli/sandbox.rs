@@ -37,8 +37,8 @@ pub fn execute(args: &SandboxArgs, console: &Console) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(".ankus").join("sandbox"));
     let mut config = SandboxConfig::new(&dir);
-    config.old_version = args.old.clone();
-    config.new_version = args.new.clone();
+    config.old_version = args.old;
+    config.new_version = args.new;
     config.deploy_new = !args.no_new;
     match args.seed.as_deref() {
         Some("sample") => config.sample = true,
@@ -104,8 +104,8 @@ pub fn start_temporary(
         .tempdir()
         .context("create the sandbox directory")?;
     let mut config = SandboxConfig::new(dir.path());
-    config.old_version = setup.old.clone();
-    config.new_version = setup.new.clone();
+    config.old_version = setup.old;
+    config.new_version = setup.new;
     config.deploy_new = setup.deploy_new;
     if setup.seed == "sample" {
         config.sample = true;

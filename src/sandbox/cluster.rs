@@ -186,7 +186,7 @@ impl DeploymentHooks for DeployHooks {
         let version = image
             .rsplit_once(':')
             .and_then(|(_, tag)| tag.parse::<PachdVersion>().ok())
-            .unwrap_or_else(|| shared.new_version.clone());
+            .unwrap_or_else(|| shared.new_version);
         // A real pachd on local storage keeps its objects under PACH_ROOT; the sandbox uses
         // that directory as the cluster's bucket when it is an absolute path on this machine.
         let bucket = deployment_env(deployment, "PACH_ROOT")
@@ -312,7 +312,7 @@ impl Sandbox {
         let sandbox = Sandbox {
             shared: Arc::new(Shared {
                 dir: dir.clone(),
-                new_version: config.new_version.clone(),
+                new_version: config.new_version,
                 clusters: Mutex::new(Vec::new()),
                 kube: KubeSide {
                     state: state.clone(),
@@ -365,19 +365,11 @@ impl Sandbox {
         }
 
         sandbox
-            .start_cluster(
-                "old",
-                config.old_version.clone(),
-                &dir.join("old").join("bucket"),
-            )
+            .start_cluster("old", config.old_version, &dir.join("old").join("bucket"))
             .await?;
         if config.deploy_new {
             sandbox
-                .start_cluster(
-                    "new",
-                    config.new_version.clone(),
-                    &dir.join("new").join("bucket"),
-                )
+                .start_cluster("new", config.new_version, &dir.join("new").join("bucket"))
                 .await?;
         } else {
             std::fs::create_dir_all(dir.join("new").join("bucket"))

@@ -43,10 +43,18 @@ impl SandboxProcess {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("ready line");
-        assert!(line.starts_with("sandbox ready"), "sandbox did not start: {line:?}");
-        let info = serde_json::from_slice(&std::fs::read(dir.join("sandbox.json")).expect("sandbox.json"))
-            .expect("json");
-        SandboxProcess { child, dir: dir.to_path_buf(), info }
+        assert!(
+            line.starts_with("sandbox ready"),
+            "sandbox did not start: {line:?}"
+        );
+        let info =
+            serde_json::from_slice(&std::fs::read(dir.join("sandbox.json")).expect("sandbox.json"))
+                .expect("json");
+        SandboxProcess {
+            child,
+            dir: dir.to_path_buf(),
+            info,
+        }
     }
 
     /// An `ankus` command with this sandbox's pachctl config and kubeconfig.
@@ -70,7 +78,12 @@ impl SandboxProcess {
 
     /// The `-a` arguments migrate needs for this sandbox.
     pub fn migrate_args(&self, work: &Path) -> Vec<String> {
-        let bucket = |name: &str| self.info["buckets"][name].as_str().expect("bucket").to_owned();
+        let bucket = |name: &str| {
+            self.info["buckets"][name]
+                .as_str()
+                .expect("bucket")
+                .to_owned()
+        };
         vec![
             "-a".into(),
             "from=old".into(),
@@ -83,7 +96,10 @@ impl SandboxProcess {
             "-a".into(),
             format!("backup={}", work.join("migrate.dump").display()),
             "-a".into(),
-            format!("deploy={}", self.info["new_manifest"].as_str().expect("manifest")),
+            format!(
+                "deploy={}",
+                self.info["new_manifest"].as_str().expect("manifest")
+            ),
         ]
     }
 
@@ -91,7 +107,16 @@ impl SandboxProcess {
     pub fn eval(&self, work: &Path, script: &str) -> serde_json::Value {
         let path = work.join(format!("eval-{}.rhai", uuid_like()));
         std::fs::write(&path, script).expect("write");
-        let out = self.run(work, &["run", path.to_str().expect("utf-8"), "--output", "json", "-q"]);
+        let out = self.run(
+            work,
+            &[
+                "run",
+                path.to_str().expect("utf-8"),
+                "--output",
+                "json",
+                "-q",
+            ],
+        );
         assert_eq!(out.code, 0, "{script}: {out:?}");
         let document: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
         document["result"].clone()
@@ -101,7 +126,11 @@ impl SandboxProcess {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// What a user checks after a failed run: the old cluster serves again.
@@ -121,8 +150,14 @@ let k = kube::connect("old");
         );
     }
     let ports = state["ports"].to_string();
-    assert!(ports.contains("30650"), "{context}: pachd's NodePort 30650 is not restored: {ports}");
-    assert!(!ports.contains("30649"), "{context}: the alternate port is still declared: {ports}");
+    assert!(
+        ports.contains("30650"),
+        "{context}: pachd's NodePort 30650 is not restored: {ports}"
+    );
+    assert!(
+        !ports.contains("30649"),
+        "{context}: the alternate port is still declared: {ports}"
+    );
 }
 
 #[test]
@@ -137,7 +172,10 @@ fn migrate_the_1_11_dump_to_1_13_while_a_loader_writes() {
     )
     .expect("json");
     let old = &config["v2"]["contexts"]["old"];
-    let address = old["pachd_address"].as_str().expect("address").replace("grpc://", "http://");
+    let address = old["pachd_address"]
+        .as_str()
+        .expect("address")
+        .replace("grpc://", "http://");
     let token = old["session_token"].as_str().expect("token").to_owned();
 
     // An external loader writes to `left` through the old cluster's NodePort all along.
@@ -146,7 +184,14 @@ fn migrate_the_1_11_dump_to_1_13_while_a_loader_writes() {
     let loader = runtime.spawn({
         let stop = stop.clone();
         async move {
-            ankus::sandbox::pachd::loader::run(&address, "left", Duration::from_millis(40), stop, Some(&token)).await
+            ankus::sandbox::pachd::loader::run(
+                &address,
+                "left",
+                Duration::from_millis(40),
+                stop,
+                Some(&token),
+            )
+            .await
         }
     });
     std::thread::sleep(Duration::from_millis(400));
@@ -177,7 +222,10 @@ fn migrate_the_1_11_dump_to_1_13_while_a_loader_writes() {
     let report = runtime.block_on(loader).expect("loader");
     assert_eq!(output.status.code(), Some(0), "{log}");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("reconcile: 17 checks, 0 difference(s)"), "{stdout}");
+    assert!(
+        stdout.contains("reconcile: 17 checks, 0 difference(s)"),
+        "{stdout}"
+    );
 
     // The loader was refused while ingress was blocked, and wrote before and after.
     let first_failure = report.attempts.iter().position(|a| a.error.is_some());
@@ -186,12 +234,22 @@ fn migrate_the_1_11_dump_to_1_13_while_a_loader_writes() {
         first_failure.expect("writes failed while ingress was blocked"),
         last_failure.expect("failures"),
     );
-    assert!(report.attempts[..first_failure].iter().any(|a| a.error.is_none()), "wrote before");
     assert!(
-        report.attempts[last_failure..].iter().any(|a| a.error.is_none()),
+        report.attempts[..first_failure]
+            .iter()
+            .any(|a| a.error.is_none()),
+        "wrote before"
+    );
+    assert!(
+        report.attempts[last_failure..]
+            .iter()
+            .any(|a| a.error.is_none()),
         "wrote again after the NodePorts were restored: {report:?}"
     );
-    assert!(stdout.contains("replayed ") && !stdout.contains("replayed 0 commit(s)"), "{stdout}");
+    assert!(
+        stdout.contains("replayed ") && !stdout.contains("replayed 0 commit(s)"),
+        "{stdout}"
+    );
 
     // Every write that succeeded is on the new cluster.
     let written: Vec<String> = report
@@ -200,7 +258,8 @@ fn migrate_the_1_11_dump_to_1_13_while_a_loader_writes() {
         .filter(|a| a.error.is_none())
         .map(|a| a.path.clone())
         .collect();
-    let root = std::fs::read_to_string(work.path().join("migrate.dump.new-root-token")).expect("root token");
+    let root = std::fs::read_to_string(work.path().join("migrate.dump.new-root-token"))
+        .expect("root token");
     let files = sandbox.eval(
         work.path(),
         &format!(
@@ -208,9 +267,17 @@ fn migrate_the_1_11_dump_to_1_13_while_a_loader_writes() {
             root.trim()
         ),
     );
-    let on_new: Vec<&str> = files.as_array().expect("files").iter().map(|f| f.as_str().expect("path")).collect();
+    let on_new: Vec<&str> = files
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f.as_str().expect("path"))
+        .collect();
     for path in &written {
-        assert!(on_new.contains(&path.as_str()), "{path} written to old is missing on new");
+        assert!(
+            on_new.contains(&path.as_str()),
+            "{path} written to old is missing on new"
+        );
     }
     assert_old_cluster_serving(&sandbox, work.path(), "after the migration");
 }
@@ -220,9 +287,17 @@ fn migrate_1_9_to_1_10_with_generated_data() {
     let work = temp_dir();
     let sandbox = SandboxProcess::start(
         &work.path().join("sandbox"),
-        &["--old", "1.9", "--new", "1.10", "--seed", "sample", "--no-new"],
+        &[
+            "--old", "1.9", "--new", "1.10", "--seed", "sample", "--no-new",
+        ],
     );
-    let mut args: Vec<String> = vec!["run".into(), "migrate".into(), "--yes".into(), "--output".into(), "json".into()];
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "migrate".into(),
+        "--yes".into(),
+        "--output".into(),
+        "json".into(),
+    ];
     args.extend(sandbox.migrate_args(work.path()));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = sandbox.run(work.path(), &argv);
@@ -231,22 +306,54 @@ fn migrate_1_9_to_1_10_with_generated_data() {
     let result = &document["result"];
     assert_eq!(result["reconcile"]["ok"], true);
     assert_eq!(result["preflight"]["from_version"], "1.9.12");
-    assert_eq!(result["paused"], serde_json::json!(["sort", "copy"]).as_array().map(|_| result["paused"].clone()).expect("same"));
+    assert_eq!(
+        result["paused"],
+        serde_json::json!(["sort", "copy"])
+            .as_array()
+            .map(|_| result["paused"].clone())
+            .expect("same")
+    );
     assert_eq!(result["paused"].as_array().expect("paused").len(), 2);
-    assert_eq!(result["checkpoint"]["heads"].as_object().expect("heads").len(), 2);
+    assert_eq!(
+        result["checkpoint"]["heads"]
+            .as_object()
+            .expect("heads")
+            .len(),
+        2
+    );
     let new_version = sandbox.eval(work.path(), "pachd::connect(\"new\").version().to_string()");
     assert_eq!(new_version, "1.10.5");
-    let repos = sandbox.eval(work.path(), "pachd::connect(\"new\").repos().map(|r| r.name)");
-    let mut names: Vec<&str> = repos.as_array().expect("repos").iter().map(|r| r.as_str().expect("name")).collect();
+    let repos = sandbox.eval(
+        work.path(),
+        "pachd::connect(\"new\").repos().map(|r| r.name)",
+    );
+    let mut names: Vec<&str> = repos
+        .as_array()
+        .expect("repos")
+        .iter()
+        .map(|r| r.as_str().expect("name"))
+        .collect();
     names.sort();
     assert_eq!(names, ["copy", "left", "right", "sort"]);
 }
 
 #[test]
 fn a_failure_at_each_step_leaves_the_old_cluster_serving_and_a_rerun_completes() {
-    for step in ["quiesce", "checkpoint", "snapshot", "resume", "new_cluster", "restore", "reconcile", "replay"] {
+    for step in [
+        "quiesce",
+        "checkpoint",
+        "snapshot",
+        "resume",
+        "new_cluster",
+        "restore",
+        "reconcile",
+        "replay",
+    ] {
         let work = temp_dir();
-        let sandbox = SandboxProcess::start(&work.path().join("sandbox"), &["--seed", "sample", "--no-new"]);
+        let sandbox = SandboxProcess::start(
+            &work.path().join("sandbox"),
+            &["--seed", "sample", "--no-new"],
+        );
         let mut args: Vec<String> = vec!["run".into(), "migrate".into(), "--yes".into()];
         args.extend(sandbox.migrate_args(work.path()));
         let mut failing = args.clone();
@@ -255,7 +362,9 @@ fn a_failure_at_each_step_leaves_the_old_cluster_serving_and_a_rerun_completes()
         let failed = sandbox.run(work.path(), &argv);
         assert_eq!(failed.code, 1, "{step}: {}", failed.stderr);
         assert!(
-            failed.stderr.contains(&format!("injected failure after step {step}")),
+            failed
+                .stderr
+                .contains(&format!("injected failure after step {step}")),
             "{step}: {}",
             failed.stderr
         );
@@ -263,50 +372,98 @@ fn a_failure_at_each_step_leaves_the_old_cluster_serving_and_a_rerun_completes()
 
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let resumed = sandbox.run(work.path(), &argv);
-        assert_eq!(resumed.code, 0, "{step}: resumed run failed: {}", resumed.stderr);
+        assert_eq!(
+            resumed.code, 0,
+            "{step}: resumed run failed: {}",
+            resumed.stderr
+        );
         assert!(
-            resumed.stderr.contains("step preflight: already done (journal), skipping"),
+            resumed
+                .stderr
+                .contains("step preflight: already done (journal), skipping"),
             "{step}: {}",
             resumed.stderr
         );
         if ["resume", "new_cluster", "restore", "reconcile", "replay"].contains(&step) {
             // The snapshot was complete and the old cluster already resumed: not redone.
             assert!(
-                resumed.stderr.contains("step snapshot: already done (journal), skipping"),
+                resumed
+                    .stderr
+                    .contains("step snapshot: already done (journal), skipping"),
                 "{step}: {}",
                 resumed.stderr
             );
         } else {
             // A snapshot not finished under this quiesce is redone under a new one.
-            assert!(resumed.stderr.contains("step quiesce: starting"), "{step}: {}", resumed.stderr);
+            assert!(
+                resumed.stderr.contains("step quiesce: starting"),
+                "{step}: {}",
+                resumed.stderr
+            );
         }
-        assert!(resumed.stdout.contains("0 difference(s)"), "{step}: {}", resumed.stdout);
-        assert_old_cluster_serving(&sandbox, work.path(), &format!("{step}, after the resumed run"));
+        assert!(
+            resumed.stdout.contains("0 difference(s)"),
+            "{step}: {}",
+            resumed.stdout
+        );
+        assert_old_cluster_serving(
+            &sandbox,
+            work.path(),
+            &format!("{step}, after the resumed run"),
+        );
     }
 }
 
 #[test]
 fn dry_run_prints_the_whole_plan_and_changes_nothing() {
     let work = temp_dir();
-    let sandbox = SandboxProcess::start(&work.path().join("sandbox"), &["--seed", "sample", "--no-new"]);
+    let sandbox = SandboxProcess::start(
+        &work.path().join("sandbox"),
+        &["--seed", "sample", "--no-new"],
+    );
     let before = sandbox.eval(
         work.path(),
         "#{ svc: kube::connect(\"old\").get(\"service\", \"pachd\").spec, states: pachd::connect(\"old\").pipelines().map(|p| p.state) }",
     );
-    let mut args: Vec<String> = vec!["run".into(), "migrate".into(), "--dry-run".into(), "--yes".into()];
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "migrate".into(),
+        "--dry-run".into(),
+        "--yes".into(),
+    ];
     args.extend(sandbox.migrate_args(work.path()));
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = sandbox.run(work.path(), &argv);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    for action in ["stop_pipeline", "swap_node_ports", "extract", "start_pipeline", "apply", "restore"] {
-        assert!(out.stdout.contains(action), "plan lacks {action}: {}", out.stdout);
+    for action in [
+        "stop_pipeline",
+        "save",
+        "patch",
+        "extract",
+        "sync",
+        "start_pipeline",
+        "restore_saved",
+        "apply",
+        "restore",
+    ] {
+        assert!(
+            out.stdout.contains(action),
+            "plan lacks {action}: {}",
+            out.stdout
+        );
     }
-    assert!(!work.path().join("migrate.dump").exists(), "a dry run wrote the backup");
+    assert!(
+        !work.path().join("migrate.dump").exists(),
+        "a dry run wrote the backup"
+    );
     let after = sandbox.eval(
         work.path(),
         "#{ svc: kube::connect(\"old\").get(\"service\", \"pachd\").spec, states: pachd::connect(\"old\").pipelines().map(|p| p.state) }",
     );
     assert_eq!(before, after, "a dry run changed the old cluster");
-    let deployed = sandbox.eval(work.path(), "kube::connect(\"new\").list(\"deployments\").len()");
+    let deployed = sandbox.eval(
+        work.path(),
+        "kube::connect(\"new\").list(\"deployments\").len()",
+    );
     assert_eq!(deployed, 0, "a dry run deployed the new cluster");
 }
