@@ -467,3 +467,73 @@ fn dry_run_prints_the_whole_plan_and_changes_nothing() {
     );
     assert_eq!(deployed, 0, "a dry run deployed the new cluster");
 }
+
+#[test]
+fn ctrl_c_during_the_window_reverts_the_quiesce_and_a_rerun_resumes() {
+    let work = temp_dir();
+    let sandbox = SandboxProcess::start(
+        &work.path().join("sandbox"),
+        &["--seed", "sample", "--no-new"],
+    );
+    let mut args: Vec<String> = vec!["run".into(), "migrate".into(), "--yes".into()];
+    args.extend(sandbox.migrate_args(work.path()));
+    let mut paused = args.clone();
+    paused.extend(["-a".into(), "pause_after=checkpoint".into()]);
+    let argv: Vec<&str> = paused.iter().map(String::as_str).collect();
+    let mut child = sandbox
+        .ankus(work.path(), &argv)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("migrate starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut log = String::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.expect("utf-8");
+        if line.contains("pausing 30s after step checkpoint") {
+            // Ingress is blocked and pipelines are paused right now: interrupt.
+            let status = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success());
+        }
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let output = child.wait_with_output().expect("ends");
+    assert_eq!(output.status.code(), Some(130), "{log}");
+    assert!(log.contains("putting the old cluster back"), "{log}");
+    assert_old_cluster_serving(&sandbox, work.path(), "after Ctrl-C");
+    let journal: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(work.path().join(".ankus/migrate.journal.json")).expect("journal"),
+    )
+    .expect("json");
+    let done: Vec<&str> = journal["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|step| step["status"] == "done")
+        .map(|step| step["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(
+        done,
+        ["preflight"],
+        "the reverted window is forgotten, the rest is kept"
+    );
+
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let resumed = sandbox.run(work.path(), &argv);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert!(
+        resumed
+            .stderr
+            .contains("step preflight: already done (journal), skipping")
+    );
+    assert!(resumed.stderr.contains("step quiesce: starting"));
+    assert!(
+        resumed.stdout.contains("0 difference(s)"),
+        "{}",
+        resumed.stdout
+    );
+}
