@@ -2,11 +2,14 @@
 //! real peer.
 
 mod backup;
+mod faults;
 mod host;
+mod hostile;
 mod kube;
 mod pachd_client;
 mod python_conformance;
 mod repl;
 mod sandbox;
+mod secrets;
 mod store;
 mod support;

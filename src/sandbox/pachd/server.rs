@@ -93,6 +93,8 @@ struct Inner {
     config: ClusterConfig,
     bucket: Bucket,
     state: Mutex<State>,
+    /// Ops received by Restore since the cluster opened, applied or not.
+    restore_ops: std::sync::atomic::AtomicU64,
 }
 
 /// A running (or ready to serve) emulated pachd. Cheap to clone.
@@ -161,6 +163,7 @@ impl Cluster {
                 config,
                 bucket,
                 state: Mutex::new(state),
+                restore_ops: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         cluster
@@ -192,6 +195,20 @@ impl Cluster {
     /// The stable deployment id InspectCluster reports.
     pub fn deployment_id(&self) -> String {
         self.lock().deployment_id.clone()
+    }
+
+    /// Ops received by Restore since the cluster opened (applied or not), so tests can tell
+    /// that a client sent nothing.
+    pub fn restore_ops_received(&self) -> u64 {
+        self.inner
+            .restore_ops
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(super) fn count_restore_op(&self) {
+        self.inner
+            .restore_ops
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Locks the state. A panic elsewhere never poisons the cluster for other clients.

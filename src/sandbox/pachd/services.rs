@@ -1250,6 +1250,9 @@ impl admin::api_server::Api for AdminSvc {
             } else {
                 let mut next = Some(first);
                 while let Some(message) = next {
+                    if message.op.is_some() {
+                        self.cluster.count_restore_op();
+                    }
                     if let Some(op) = message.op
                         && let Err(err) = restorer.feed(op)
                     {
