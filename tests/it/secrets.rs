@@ -256,3 +256,85 @@ r
         "{stderr_without_the_reveal}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcs_with_server_cas_reaches_a_tls_pachd_and_other_cas_are_refused() {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ankus test CA");
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("CA");
+    let leaf_key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("params")
+        .signed_by(&leaf_key, &ca)
+        .expect("leaf");
+    let other_ca = rcgen::CertifiedIssuer::self_signed(
+        rcgen::CertificateParams::new(Vec::<String>::new()).expect("params"),
+        rcgen::KeyPair::generate().expect("key"),
+    )
+    .expect("other CA");
+
+    let bucket = temp_dir();
+    let cluster = ankus::sandbox::pachd::Cluster::open(ankus::sandbox::pachd::ClusterConfig::new(
+        "tls",
+        "1.11".parse().expect("version"),
+        &bucket.path().join("bucket"),
+    ))
+    .expect("cluster");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopped = stop.clone();
+    let (cert, key) = (leaf.pem(), leaf_key.serialize_pem());
+    let serving = cluster.clone();
+    tokio::spawn(async move {
+        serving
+            .serve_tls(
+                listener,
+                cert.as_bytes(),
+                key.as_bytes(),
+                stopped.cancelled(),
+            )
+            .await
+    });
+    let _stop = stop.drop_guard();
+
+    use base64::Engine as _;
+    let encode = |pem: String| base64::engine::general_purpose::STANDARD.encode(pem);
+    let dir = temp_dir();
+    let contexts = serde_json::json!({ "v2": { "active_context": "tls", "contexts": {
+        "tls": { "pachd_address": format!("grpcs://localhost:{port}"), "server_cas": encode(ca.pem()) },
+        "wrong-ca": { "pachd_address": format!("grpcs://localhost:{port}"), "server_cas": encode(other_ca.pem()) },
+    }}});
+    let config = dir.path().join("pachctl-config.json");
+    std::fs::write(&config, contexts.to_string()).expect("write config");
+    write(
+        dir.path(),
+        "tls.rhai",
+        r#"let c = pachd::connect("tls");
+print(`${c.address()} ${c.version()}`);
+c.create_repo("over-tls");
+print(c.repos().map(|r| r.name));
+try { pachd::connect("wrong-ca"); } catch (e) { print(`${e.kind}: refused`); }
+"#,
+    );
+    let out = ankus_async(dir.path(), &config, &["run", "./tls.rhai"], &[]).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        format!("grpcs://localhost:{port} 1.11.9\n[\"over-tls\"]\nunavailable: refused\n"),
+        "{out:?}"
+    );
+    assert!(
+        !out.stderr.contains("plaintext"),
+        "no plaintext warning over TLS: {}",
+        out.stderr
+    );
+    assert!(cluster.lock().repos.contains_key("over-tls"));
+}

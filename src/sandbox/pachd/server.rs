@@ -330,6 +330,32 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Serves every pachd service over TLS (`grpcs://`) with the PEM certificate chain and
+    /// key given, until `shutdown` completes.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), SandboxError> {
+        // Several rustls providers are linked in (ring, and aws-lc-rs through other crates),
+        // so rustls cannot pick one itself; the host runtime installs ring, but a sandbox
+        // served from another process (tests, benches) must too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        let server = tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(SandboxError::Serve)?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        services::router_on(&self, server)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(SandboxError::Serve)
+    }
+}
+
 /// The `authn-token` of a request, if any.
 pub fn token_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
     metadata
