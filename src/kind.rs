@@ -64,6 +64,12 @@ impl fmt::Display for Kind {
 pub trait Kinded: std::error::Error {
     /// The kind of this error.
     fn kind(&self) -> Kind;
+
+    /// Structured facts a script can act on after catching the error (`e.details`), e.g.
+    /// what a failed restore created; `None` for most errors.
+    fn details(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 /// Joins an error and its sources into one line, each source once.

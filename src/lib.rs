@@ -11,6 +11,7 @@ pub mod kind;
 pub mod kube;
 pub mod pachd;
 pub mod proto;
+pub mod redact;
 pub mod repl;
 pub mod sandbox;
 pub mod store;

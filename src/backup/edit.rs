@@ -17,6 +17,7 @@ fn serialize_options() -> SerializeOptions {
 /// The op's inner request as JSON (proto field names, enums by name, bytes as base64).
 pub fn request_json(op: &Op) -> Result<serde_json::Value, BackupError> {
     let request = op.request()?;
+    super::op::register_secrets(op.kind, &request);
     request
         .serialize_with_options(serde_json::value::Serializer, &serialize_options())
         .map_err(|error| BackupError::Edit {

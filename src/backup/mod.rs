@@ -4,6 +4,7 @@
 
 pub mod edit;
 pub mod error;
+pub mod fuzz;
 pub mod inventory;
 pub mod location;
 pub mod manifest;

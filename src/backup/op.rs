@@ -153,6 +153,19 @@ pub fn request_descriptor(version: OpVersion, kind: OpKind) -> Option<MessageDes
     }
 }
 
+/// Registers the secrets an op carries for redaction: enterprise activation codes and
+/// (hashed) robot tokens. Called wherever an op's content may be shown.
+pub fn register_secrets(kind: OpKind, request: &DynamicMessage) {
+    let secret = match kind {
+        OpKind::ActivateEnterprise => string_at(request, &["activation_code"]),
+        OpKind::RestoreAuthToken => string_at(request, &["token", "hashed_token"]),
+        _ => None,
+    };
+    if let Some(secret) = secret {
+        crate::redact::register(&secret);
+    }
+}
+
 /// Follows message fields by name; `None` when a step is unset or not a message.
 pub fn value_at(message: &DynamicMessage, path: &[&str]) -> Option<Value> {
     let (first, rest) = path.split_first()?;

@@ -214,14 +214,23 @@ impl RecordReader {
                 limit: MAX_RECORD,
             });
         }
-        let mut bytes = vec![0u8; length as usize];
-        let got = self.fill(&mut bytes)?;
-        if got < bytes.len() {
-            self.done = true;
-            return Err(BackupError::Truncated {
-                at: self.at(),
-                needed: (bytes.len() - got) as u64,
-            });
+        // Grow the buffer as bytes arrive rather than trusting the prefix: a short stream
+        // claiming a 20 MiB record must not cost 20 MiB.
+        let wanted = length as usize;
+        let mut bytes = Vec::new();
+        while bytes.len() < wanted {
+            let start = bytes.len();
+            let step = (wanted - start).min(start.max(64 << 10));
+            bytes.resize(start + step, 0);
+            let got = self.fill(&mut bytes[start..])?;
+            bytes.truncate(start + got);
+            if got < step {
+                self.done = true;
+                return Err(BackupError::Truncated {
+                    at: self.at(),
+                    needed: (wanted - bytes.len()) as u64,
+                });
+            }
         }
         let record = Record {
             index: self.index,

@@ -42,7 +42,8 @@ pub enum TransferError {
     },
     /// pachd failed part-way through a restore.
     #[error(
-        "restore failed after sending {sent} of {total} op(s) (the last sent: {last}); the target may hold a partial restore"
+        "restore failed after sending {sent} of {total} op(s) (the last sent: {last}); {}",
+        after.describe()
     )]
     Restore {
         /// Ops sent before the failure.
@@ -51,9 +52,19 @@ pub enum TransferError {
         total: u64,
         /// The last op sent, `record N kind name`.
         last: String,
+        /// What the target holds now, and what this restore created.
+        after: Box<Aftermath>,
         /// The cause.
         #[source]
         source: PachdError,
+    },
+    /// The target has auth active and the caller is not a cluster admin; nothing was sent.
+    #[error("restore into {address} needs a cluster admin token; no op was sent: {reason}")]
+    NotAdmin {
+        /// The target.
+        address: String,
+        /// pachd's answer (or who the token belongs to).
+        reason: String,
     },
     /// A local problem (spooling stdin, opening the dump).
     #[error(transparent)]
@@ -66,9 +77,137 @@ impl Kinded for TransferError {
             TransferError::Extract { .. } => Kind::Failed,
             TransferError::Unverified { .. } => Kind::Invalid,
             TransferError::Restore { source, .. } => source.kind(),
+            TransferError::NotAdmin { .. } => Kind::PermissionDenied,
             TransferError::Backup(error) => error.kind(),
         }
     }
+
+    fn details(&self) -> Option<serde_json::Value> {
+        match self {
+            TransferError::Restore {
+                sent,
+                total,
+                last,
+                after,
+                ..
+            } => Some(serde_json::json!({
+                "target": after.target,
+                "sent": sent,
+                "total": total,
+                "last": last,
+                "repos": after.repos,
+                "pipelines": after.pipelines,
+                "created": after.created,
+                "root_token": after.root_token,
+            })),
+            _ => None,
+        }
+    }
+}
+
+impl TransferError {
+    /// The root token a restore generated, when the target's auth is now active with it
+    /// (the user needs it to get back in, whether the restore finished or not).
+    pub fn root_token(&self) -> Option<&str> {
+        match self {
+            TransferError::Restore { after, .. } => after.root_token.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Repos and pipelines by name.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Objects {
+    /// Repo names.
+    pub repos: Vec<String>,
+    /// Pipeline names.
+    pub pipelines: Vec<String>,
+}
+
+impl Objects {
+    async fn of(client: &PachdClient) -> Result<Objects, PachdError> {
+        let repos = client.list_repos().await?;
+        let pipelines = client.list_pipelines().await?;
+        Ok(Objects {
+            repos: repos.into_iter().map(|repo| repo.name).collect(),
+            pipelines: pipelines
+                .into_iter()
+                .map(|pipeline| pipeline.name)
+                .collect(),
+        })
+    }
+
+    fn minus(&self, earlier: &Objects) -> Objects {
+        Objects {
+            repos: (self.repos.iter())
+                .filter(|name| !earlier.repos.contains(name))
+                .cloned()
+                .collect(),
+            pipelines: (self.pipelines.iter())
+                .filter(|name| !earlier.pipelines.contains(name))
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// What a failed restore left on the target, asked of the target after the failure.
+#[derive(Clone, Debug, Default)]
+pub struct Aftermath {
+    /// The target's address.
+    pub target: String,
+    /// Repos on the target now (`None` when the target could not be asked).
+    pub repos: Option<Vec<String>>,
+    /// Pipelines on the target now.
+    pub pipelines: Option<Vec<String>>,
+    /// What this restore created (now minus before), when both listings worked.
+    pub created: Option<Objects>,
+    /// The root token sent, when auth is now active with it.
+    pub root_token: Option<String>,
+    /// Why the target could not be asked.
+    pub unknown: Option<String>,
+}
+
+impl Aftermath {
+    fn describe(&self) -> String {
+        if let Some(reason) = &self.unknown {
+            return format!("the target could not be asked what it holds ({reason})");
+        }
+        let list = |names: &Option<Vec<String>>| match names {
+            Some(names) if !names.is_empty() => names.join(", "),
+            _ => "none".to_owned(),
+        };
+        let mut text = format!(
+            "the target now has repos [{}] and pipelines [{}]",
+            list(&self.repos),
+            list(&self.pipelines)
+        );
+        if let Some(created) = &self.created
+            && !(created.repos.is_empty() && created.pipelines.is_empty())
+        {
+            text.push_str("; `c.cleanup_restore(e.details)` deletes what this restore created");
+        }
+        text
+    }
+}
+
+/// Whose token a restore sends (pachctl restore's `--no-token`, §5.7).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum RootToken {
+    /// When the dump activates auth, a fresh random token is sent as `authn-token`, so it
+    /// becomes `pach:root`'s token (pachctl's default since 1.11.9).
+    #[default]
+    Generate,
+    /// The connection's own token (`--no-token`).
+    Keep,
+}
+
+/// How to restore.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// Whose token is sent.
+    pub root_token: RootToken,
 }
 
 /// Counters a caller can watch while a transfer runs (for progress display).
@@ -116,6 +255,9 @@ pub struct RestoreSummary {
     pub verified: VerifyReport,
     /// Ops sent.
     pub ops: u64,
+    /// The generated root token, when the restore activated auth with it; registered as a
+    /// secret, so it shows as `***` everywhere but the one line meant for the user.
+    pub root_token: Option<String>,
 }
 
 /// A dump made readable twice: stdin is spooled to a temporary file first, so it can be
@@ -161,6 +303,7 @@ pub async fn restore_from(
     location: &Location,
     mode: Option<&str>,
     progress: &Progress,
+    options: &RestoreOptions,
 ) -> Result<RestoreSummary, TransferError> {
     let source = Replayable::new(location)?;
     let readable = source.location().clone();
@@ -178,13 +321,29 @@ pub async fn restore_from(
             source: error,
         })?;
     let total = checked.inventory.records;
+    admin_check(client).await?;
+    let before = Objects::of(client).await.ok();
+    let activates_auth = checked.inventory.kinds.contains_key("activate_auth");
+    let generated = (activates_auth && options.root_token == RootToken::Generate)
+        .then(|| uuid::Uuid::new_v4().simple().to_string());
+    let restorer = match &generated {
+        Some(token) => client
+            .with_token(token)
+            .map_err(|error| TransferError::Restore {
+                sent: 0,
+                total,
+                last: "none".into(),
+                after: Box::default(),
+                source: error,
+            })?,
+        None => client.clone(),
+    };
     let last = Arc::new(std::sync::Mutex::new(String::from("none")));
 
     // Records are read on a plain thread and handed over through a small channel, so memory
     // stays bounded by the channel, whatever the dump's size.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, BackupError>>(16);
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(Bytes, String), BackupError>>(16);
     let reader_location = source.location().clone();
-    let reader_last = last.clone();
     let reader = std::thread::Builder::new()
         .name("ankus-restore-reader".into())
         .spawn(move || {
@@ -199,13 +358,14 @@ pub async fn restore_from(
             loop {
                 match records.next_record() {
                     Ok(Some(record)) => {
-                        if let Ok(op) = super::op::Op::from_record(record.clone())
-                            && let Ok(mut slot) = reader_last.lock()
-                        {
-                            *slot =
-                                format!("record {} {} {}", op.index, op.kind.as_str(), op.name());
-                        }
-                        if sender.blocking_send(Ok(Bytes::from(record.bytes))).is_err() {
+                        let label = match super::op::Op::from_record(record.clone()) {
+                            Ok(op) => {
+                                format!("record {} {} {}", op.index, op.kind.as_str(), op.name())
+                            }
+                            Err(_) => format!("record {}", record.index),
+                        };
+                        let item = (Bytes::from(record.bytes), label);
+                        if sender.blocking_send(Ok(item)).is_err() {
                             return;
                         }
                     }
@@ -223,26 +383,86 @@ pub async fn restore_from(
             source: error,
         })?;
     let counter = progress.clone();
-    let ops = tokio_stream::wrappers::ReceiverStream::new(receiver).inspect(move |item| {
-        if let Ok(op) = item {
+    let sent_last = last.clone();
+    // The reader runs ahead; an op counts as sent when the gRPC stream takes it.
+    let ops = tokio_stream::wrappers::ReceiverStream::new(receiver).map(move |item| {
+        item.map(|(op, label)| {
             counter.ops.fetch_add(1, Ordering::Relaxed);
             counter.bytes.fetch_add(op.len() as u64, Ordering::Relaxed);
-        }
+            if let Ok(mut slot) = sent_last.lock() {
+                *slot = label;
+            }
+            op
+        })
     });
-    let outcome = client.restore_in_mode(ops, mode).await;
+    let outcome = restorer.restore_in_mode(ops, mode).await;
     // The reader stops by itself once the channel is closed.
     let _ = reader.join();
     let sent = progress.ops.load(Ordering::Relaxed);
+    // The generated token matters only if auth is now on with it (pachctl asks GetAdmins
+    // without a token, as here).
+    let root_token = match &generated {
+        Some(token) if restorer.is_auth_active().await.unwrap_or(true) => Some(token.clone()),
+        _ => None,
+    };
     match outcome {
         Ok(()) => Ok(RestoreSummary {
             verified: checked,
             ops: sent,
+            root_token,
         }),
-        Err(error) => Err(TransferError::Restore {
-            sent,
-            total,
-            last: last.lock().map(|slot| slot.clone()).unwrap_or_default(),
-            source: error,
-        }),
+        Err(error) => {
+            let mut after = Aftermath {
+                target: client.address(),
+                root_token,
+                ..Aftermath::default()
+            };
+            match Objects::of(&restorer).await {
+                Ok(now) => {
+                    after.created = before.map(|before| now.minus(&before));
+                    after.repos = Some(now.repos);
+                    after.pipelines = Some(now.pipelines);
+                }
+                Err(probe) => after.unknown = Some(crate::kind::chain_text(&probe)),
+            }
+            Err(TransferError::Restore {
+                sent,
+                total,
+                last: last.lock().map(|slot| slot.clone()).unwrap_or_default(),
+                after: Box::new(after),
+                source: error,
+            })
+        }
+    }
+}
+
+/// Refuses early, with pachd's own answer, when the target has auth active and the
+/// connection's token is not a cluster admin's: pachd would refuse the Restore anyway, but
+/// only after ops were already on the wire.
+async fn admin_check(client: &PachdClient) -> Result<(), TransferError> {
+    let refuse = |reason: String| TransferError::NotAdmin {
+        address: client.address(),
+        reason,
+    };
+    let active = match client.is_auth_active().await {
+        Ok(active) => active,
+        // A pachd without the auth service has no admins to check.
+        Err(PachdError::Rpc {
+            code: tonic::Code::Unimplemented,
+            ..
+        }) => false,
+        Err(error) => return Err(refuse(crate::kind::chain_text(&error))),
+    };
+    if !active {
+        return Ok(());
+    }
+    let who = client
+        .whoami()
+        .await
+        .map_err(|error| refuse(crate::kind::chain_text(&error)))?;
+    if who.is_admin {
+        Ok(())
+    } else {
+        Err(refuse(format!("{} is not a cluster admin", who.username)))
     }
 }

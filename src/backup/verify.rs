@@ -153,9 +153,24 @@ impl Relations {
 /// Reads the whole dump at `location`, checking everything; fails on the first problem with
 /// its record number and offset.
 pub fn verify(location: &Location) -> Result<VerifyReport, BackupError> {
+    verify_source(location.open()?, location)
+}
+
+/// Checks a dump held in memory (no manifest applies); the fuzz targets use it.
+pub fn verify_bytes(bytes: &[u8]) -> Result<VerifyReport, BackupError> {
+    verify_source(
+        Box::new(std::io::Cursor::new(bytes.to_vec())),
+        &Location::Std,
+    )
+}
+
+fn verify_source(
+    source: Box<dyn Read + Send>,
+    location: &Location,
+) -> Result<VerifyReport, BackupError> {
     let state = std::sync::Arc::new(std::sync::Mutex::new((Sha256::new(), 0u64)));
     let source = HashingReader {
-        inner: location.open()?,
+        inner: source,
         hasher: state.clone(),
     };
     let mut reader = RecordReader::new(source)?;
@@ -169,6 +184,7 @@ pub fn verify(location: &Location) -> Result<VerifyReport, BackupError> {
         let op = Op::from_record(record)?;
         inventory.add(&op)?;
         let request = op.request()?;
+        super::op::register_secrets(op.kind, &request);
         unknown_fields += unknown_field_count(&request) as u64;
         relations.check(&op)?;
         if op.kind == OpKind::Object {

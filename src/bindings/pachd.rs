@@ -1092,6 +1092,104 @@ pub mod pachd_api {
             .collect())
     }
 
+    /// Deletes exactly what a failed restore created, as its error lists it in
+    /// `e.details` (`created.pipelines`, then `created.repos`, newest first), with the root
+    /// token the restore generated when there is one. Refuses details of another cluster,
+    /// or of a restore that could not tell what it created. Dry run: recorded, not done.
+    /// Returns `#{ pipelines: [...], repos: [...] }`, what was deleted.
+    ///
+    /// ```rhai
+    /// let c = pachd::connect("new");
+    /// try { c.restore("backup.dump"); } catch (e) {
+    ///     if e.details != () { c.cleanup_restore(e.details); }
+    ///     throw e;
+    /// }
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn cleanup_restore(
+        call: NativeCallContext,
+        pachd: &mut Pachd,
+        details: Map,
+    ) -> BindingResult<Map> {
+        let host = HostCtx::of(&call)?;
+        let target = details
+            .get("target")
+            .map(|value| value.to_string())
+            .unwrap_or_default();
+        if target != pachd.client.address() {
+            return Err(invalid(
+                &call,
+                format!(
+                    "these details are of a restore into {target:?}, not {}",
+                    pachd.client.address()
+                ),
+            ));
+        }
+        let Some(created) = details
+            .get("created")
+            .and_then(|value| value.clone().try_cast::<Map>())
+        else {
+            return Err(invalid(
+                &call,
+                "the failed restore could not tell what it created; nothing was deleted",
+            ));
+        };
+        let names = |key: &str| -> Vec<String> {
+            created
+                .get(key)
+                .and_then(|value| value.clone().try_cast::<Array>())
+                .unwrap_or_default()
+                .into_iter()
+                .rev()
+                .map(|name| name.to_string())
+                .collect()
+        };
+        let (pipelines, repos) = (names("pipelines"), names("repos"));
+        let client = match details.get("root_token").map(|value| value.to_string()) {
+            Some(token) if !token.is_empty() && token != "()" => pachd
+                .client
+                .with_token(&token)
+                .map_err(|error| script_error(error, call.call_position()))?,
+            _ => pachd.client.clone(),
+        };
+        let mut deleted_pipelines = Array::new();
+        for name in pipelines {
+            let entry = crate::host::plan::PlanEntry::new("pachd", "delete_pipeline", &name)
+                .with_details(serde_json::json!({ "pachd": target, "cleanup": "restore" }));
+            if host.may_change(entry) {
+                let (client, name) = (client.clone(), name.clone());
+                run(
+                    &call,
+                    async move { client.delete_pipeline(&name, true).await },
+                )?;
+            }
+            deleted_pipelines.push(name.into());
+        }
+        let mut deleted_repos = Array::new();
+        for name in repos {
+            let entry = crate::host::plan::PlanEntry::new("pachd", "delete_repo", &name)
+                .with_details(serde_json::json!({ "pachd": target, "cleanup": "restore" }));
+            if host.may_change(entry) {
+                let (client, repo_name) = (client.clone(), name.clone());
+                let outcome = host.block_on(
+                    async move { client.delete_repo(&repo_name, true).await },
+                    call.call_position(),
+                )?;
+                match outcome {
+                    // A pipeline's output repo went with its pipeline.
+                    Err(error) if crate::kind::Kinded::kind(&error) == Kind::NotFound => continue,
+                    Err(error) => return Err(script_error(error, call.call_position())),
+                    Ok(()) => {}
+                }
+            }
+            deleted_repos.push(name.into());
+        }
+        let mut out = Map::new();
+        out.insert("pipelines".into(), deleted_pipelines.into());
+        out.insert("repos".into(), deleted_repos.into());
+        Ok(out)
+    }
+
     /// Who the session token belongs to: `#{username, is_admin, ttl, cluster_roles}`. Fails
     /// (kind `invalid`, "the auth service is not activated") when auth is off.
     ///

@@ -123,8 +123,13 @@ pub mod transfer_api {
     /// Restores a dump (path, `-` or object-store URL) into the cluster, as `pachctl restore`
     /// does, after verifying the whole dump (framing, checksums, relations, manifest): nothing
     /// is sent when verification fails. A cluster that already has repos is refused unless
-    /// `#{ force: true }`. `mode: "strict"` (the default) asks the sandbox to validate the
-    /// whole stream before applying anything; real pachd ignores it.
+    /// `#{ force: true }`; a cluster with auth active needs an admin token. When the dump
+    /// activates auth, a fresh root token is sent (as pachctl restore does) and shown once
+    /// on the terminal; `#{ root_token: "none" }` sends the connection's token instead. On
+    /// failure `e.details` says what the target holds and what this restore created
+    /// (`c.cleanup_restore(e.details)` removes it).
+    /// `mode: "strict"` (the default) asks the sandbox to validate the whole stream before
+    /// applying anything; real pachd ignores it.
     ///
     /// ```rhai
     /// let c = pachd::connect("new");
@@ -153,6 +158,20 @@ pub mod transfer_api {
                     position,
                 ));
             }
+        };
+        let restore_options = crate::backup::transfer::RestoreOptions {
+            root_token: match options.get("root_token").map(|value| value.to_string()) {
+                None => crate::backup::transfer::RootToken::Generate,
+                Some(text) if text == "generate" => crate::backup::transfer::RootToken::Generate,
+                Some(text) if text == "none" => crate::backup::transfer::RootToken::Keep,
+                Some(text) => {
+                    return Err(script_fail(
+                        Kind::Usage,
+                        format!("root_token must be \"generate\" or \"none\", not {text:?}"),
+                        position,
+                    ));
+                }
+            },
         };
         let entry = PlanEntry::new("pachd", "restore", client.address())
             .with_details(serde_json::json!({ "from": location.display(), "force": force }));
@@ -187,13 +206,21 @@ pub mod transfer_api {
         }
         let progress = Progress::default();
         let started = std::time::Instant::now();
-        let summary = host
-            .block_on_for(
-                async move { restore_from(&client, &location, Some(&mode), &progress).await },
-                None,
-                position,
-            )?
-            .map_err(|error| script_error(error, position))?;
+        let outcome = host.block_on_for(
+            async move { restore_from(&client, &location, Some(&mode), &progress, &restore_options).await },
+            None,
+            position,
+        )?;
+        let root_token = match &outcome {
+            Ok(summary) => summary.root_token.as_deref(),
+            Err(error) => error.root_token(),
+        };
+        if let Some(token) = root_token {
+            host.reveal(&format!(
+                "Generated a new root auth token; this is the only time it is shown. Token: {token}"
+            ));
+        }
+        let summary = outcome.map_err(|error| script_error(error, position))?;
         host.info(&format!(
             "restored {} ops in {:.1}s",
             summary.ops,

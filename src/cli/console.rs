@@ -42,29 +42,39 @@ impl Console {
 
     /// Writes `text` and a newline to stderr.
     pub fn err(&self, text: &str) {
-        let mut stderr = std::io::stderr().lock();
-        let _ = writeln!(stderr, "{}", text.trim_end_matches('\n'));
+        write_stderr(text);
     }
 
     /// The sink scripts' `print` writes to: stdout, or stderr when stdout carries JSON.
     pub fn print_sink(&self) -> Sink {
         match self.output {
             OutputMode::Text => Arc::new(write_stdout),
-            OutputMode::Json => Arc::new(|text: &str| {
-                let _ = writeln!(std::io::stderr().lock(), "{text}");
-            }),
+            OutputMode::Json => Arc::new(write_stderr),
         }
     }
 
     /// The sink logs write to.
     pub fn log_sink(&self) -> Sink {
+        Arc::new(write_stderr)
+    }
+
+    /// The sink for a secret shown once to the user (a generated root token): stderr, the
+    /// only writer that does not redact.
+    pub fn reveal_sink(&self) -> Sink {
         Arc::new(|text: &str| {
-            let _ = writeln!(std::io::stderr().lock(), "{text}");
+            let _ = writeln!(std::io::stderr().lock(), "{}", text.trim_end_matches('\n'));
         })
     }
 }
 
+// Every other writer hides the secrets the run has loaded (`crate::redact`).
+fn write_stderr(text: &str) {
+    let text = crate::redact::redact(text);
+    let _ = writeln!(std::io::stderr().lock(), "{}", text.trim_end_matches('\n'));
+}
+
 fn write_stdout(text: &str) {
+    let text = crate::redact::redact(text);
     let mut stdout = std::io::stdout().lock();
     let written = writeln!(stdout, "{}", text.trim_end_matches('\n')).and_then(|()| stdout.flush());
     if let Err(error) = written

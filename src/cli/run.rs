@@ -36,6 +36,7 @@ pub fn host_options(
         verbosity: console.verbosity,
         stdout: console.print_sink(),
         stderr: console.log_sink(),
+        reveal: console.reveal_sink(),
         fs_policy: FsPolicy::new(roots),
         allow_exec: script_options.allow_exec,
         scripts_dir: cli.scripts.clone(),

@@ -136,6 +136,9 @@ pub struct HostOptions {
     pub stdout: Sink,
     /// Where logs go.
     pub stderr: Sink,
+    /// Where a secret meant for the user (a generated root token) is shown, once and
+    /// unredacted: the terminal's stderr, never a log, plan, journal or JSON document.
+    pub reveal: Sink,
     /// Which paths `fs::` may touch.
     pub fs_policy: FsPolicy,
     /// Whether `exec` may run processes.
@@ -165,6 +168,7 @@ impl Default for HostOptions {
             verbosity: Verbosity::Normal,
             stdout: Arc::new(|_| {}),
             stderr: Arc::new(|_| {}),
+            reveal: Arc::new(|_| {}),
             fs_policy: FsPolicy::default_roots(),
             allow_exec: false,
             scripts_dir: None,
@@ -370,6 +374,11 @@ impl HostCtx {
     /// Logs an error to stderr (shown even with `-q`).
     pub fn error(&self, text: &str) {
         (self.options.stderr)(&format!("error: {text}"));
+    }
+
+    /// Shows `text`, which holds a secret the user must keep, once and unredacted.
+    pub fn reveal(&self, text: &str) {
+        (self.options.reveal)(text);
     }
 
     /// Logs at debug level (only with `-v`).

@@ -12,6 +12,9 @@ pub struct HostError {
     pub kind: Kind,
     /// The whole message, causes included once.
     pub message: String,
+    /// Structured facts from the library error (`Kinded::details`), `()` in scripts when
+    /// there are none.
+    pub details: Option<serde_json::Value>,
 }
 
 impl HostError {
@@ -20,12 +23,16 @@ impl HostError {
         HostError {
             kind,
             message: message.into(),
+            details: None,
         }
     }
 
     /// Converts any library error, keeping its kind and its cause chain.
     pub fn from_error<E: Kinded + 'static>(error: &E) -> Self {
-        HostError::new(error.kind(), crate::kind::chain_text(error))
+        HostError {
+            details: error.details(),
+            ..HostError::new(error.kind(), crate::kind::chain_text(error))
+        }
     }
 
     /// The error as a Rhai runtime error scripts can catch.
@@ -58,6 +65,10 @@ pub fn register(engine: &mut rhai::Engine) {
             error.kind.as_str().to_owned()
         })
         .register_get("message", |error: &mut HostError| error.message.clone())
+        .register_get("details", |error: &mut HostError| match &error.details {
+            Some(details) => super::convert::from_json(details),
+            None => Dynamic::UNIT,
+        })
         .register_fn("to_string", |error: &mut HostError| error.to_string())
         .register_fn("to_debug", |error: &mut HostError| {
             format!("Error({error})")

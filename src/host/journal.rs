@@ -159,11 +159,13 @@ impl Journal {
     }
 
     fn save(&self) -> Result<(), JournalError> {
-        let bytes =
-            serde_json::to_vec_pretty(&self.file).map_err(|error| JournalError::Invalid {
+        let text =
+            serde_json::to_string_pretty(&self.file).map_err(|error| JournalError::Invalid {
                 path: self.path.clone(),
                 message: error.to_string(),
             })?;
+        // Masking inside JSON strings keeps the document valid: `***` needs no escaping.
+        let bytes = crate::redact::redact(&text).into_bytes();
         if let Some(parent) = self.path.parent()
             && !parent.as_os_str().is_empty()
         {

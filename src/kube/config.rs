@@ -24,10 +24,37 @@ pub fn kubeconfig_path(explicit: Option<&Path>, preset: Option<&Path>) -> Option
 
 /// Reads a kubeconfig file.
 pub fn read(path: &Path) -> Result<Kubeconfig, KubeError> {
+    register_secrets(path);
     Kubeconfig::read_from(path).map_err(|error| KubeError::Config {
         path: path.display().to_string(),
         message: crate::kind::chain_text(&error),
     })
+}
+
+/// Registers the credentials of every user in the kubeconfig at `path` (bearer tokens,
+/// passwords, client keys) for redaction. kube-rs keeps them in `SecretString`s; the file
+/// itself is read again here so no secrecy API is needed.
+fn register_secrets(path: &Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return;
+    };
+    let Ok(document) = serde_yaml::from_str::<serde_yaml::Value>(&text) else {
+        return;
+    };
+    let Some(users) = document.get("users").and_then(|users| users.as_sequence()) else {
+        return;
+    };
+    for user in users {
+        for key in ["token", "password", "client-key-data"] {
+            if let Some(secret) = user
+                .get("user")
+                .and_then(|user| user.get(key))
+                .and_then(|value| value.as_str())
+            {
+                crate::redact::register(secret);
+            }
+        }
+    }
 }
 
 /// The contexts of a kubeconfig, in file order.

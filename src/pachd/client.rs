@@ -275,6 +275,7 @@ impl PachdClient {
             .clone()
             .filter(|token| !token.is_empty())
             .or(resolved.session_token.clone())
+            .inspect(|token| crate::redact::register(token))
             .map(|token| metadata_value("session token", &token))
             .transpose()?;
         let transaction = resolved
@@ -379,6 +380,29 @@ impl PachdClient {
     /// True when a session token is sent.
     pub fn has_token(&self) -> bool {
         self.inner.token.is_some()
+    }
+
+    /// The same connection sending `token` as `authn-token` instead of the context's (a
+    /// restore sends the root token it generated).
+    pub fn with_token(&self, token: &str) -> Result<PachdClient, PachdError> {
+        let inner = &self.inner;
+        Ok(PachdClient {
+            inner: Arc::new(Inner {
+                channel: inner.channel.clone(),
+                address: inner.address.clone(),
+                context: inner.context.clone(),
+                token: {
+                    crate::redact::register(token);
+                    Some(metadata_value("session token", token)?)
+                },
+                transaction: inner.transaction.clone(),
+                call_timeout: inner.call_timeout,
+                retries: inner.retries,
+                retry_delay: inner.retry_delay,
+                version: inner.version.clone(),
+                cluster: inner.cluster.clone(),
+            }),
+        })
     }
 
     fn decorate<T>(&self, request: &mut tonic::Request<T>) {
@@ -814,6 +838,25 @@ impl PachdClient {
             });
             async move { api.delete_repo(request).await }
         })
+        .await
+    }
+
+    /// `DeletePipeline` (its output repo goes too, as pachctl's default); `force` deletes it
+    /// even when pachd would refuse.
+    pub async fn delete_pipeline(&self, name: &str, force: bool) -> Result<(), PachdError> {
+        self.call(
+            &format!("delete pipeline {name:?}"),
+            CallKind::Write,
+            || {
+                let mut api = self.pps();
+                let request = self.request(pps::DeletePipelineRequest {
+                    pipeline: Some(pps::Pipeline { name: name.into() }),
+                    force,
+                    ..Default::default()
+                });
+                async move { api.delete_pipeline(request).await }
+            },
+        )
         .await
     }
 

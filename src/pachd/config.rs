@@ -173,6 +173,9 @@ impl PachConfig {
             }
             (None, None) => {}
         }
+        for context in config.contexts.values() {
+            crate::redact::register(&context.session_token);
+        }
         Ok(config)
     }
 

@@ -73,6 +73,15 @@ impl Bucket {
     /// Opens `url` with `options` (see the module docs of `store` for the keys). No request
     /// is made: a missing bucket or bad credentials show on first use.
     pub fn open(url: &str, options: &StoreOptions) -> Result<Bucket, StoreError> {
+        for (key, value) in options {
+            let key = key.to_ascii_lowercase();
+            if ["secret", "token", "password", "sas", "credential"]
+                .iter()
+                .any(|word| key.contains(word))
+            {
+                crate::redact::register(value);
+            }
+        }
         let url = StoreUrl::parse(url)?;
         let create = match options.get("create") {
             Some(value) => option_bool(&url, "create", value)?,

@@ -56,6 +56,11 @@ pub fn build(
         key: key.to_owned(),
         reason: reason.to_owned(),
     };
+    for name in ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"] {
+        if let Some(secret) = env(name) {
+            crate::redact::register(&secret);
+        }
+    }
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(&url.bucket);
     let mut endpoint = env("AWS_ENDPOINT_URL_S3")
         .or_else(|| env("AWS_ENDPOINT_URL"))

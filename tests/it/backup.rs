@@ -16,7 +16,7 @@ pub fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pachd-1.11-auth.dump")
 }
 
-fn decompressed(path: &Path) -> Vec<u8> {
+pub fn decompressed(path: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     snap::read::FrameDecoder::new(std::fs::File::open(path).expect("open"))
         .read_to_end(&mut out)
@@ -167,7 +167,7 @@ fn decode_encode_compress_reproduces_the_decompressed_stream() {
 }
 
 /// Writes records (already-serialized ops) as a snappy dump.
-fn dump_of(ops: &[Vec<u8>]) -> Vec<u8> {
+pub fn dump_of(ops: &[Vec<u8>]) -> Vec<u8> {
     let mut writer = RecordWriter::new(Vec::new());
     for op in ops {
         writer.write_record(op).expect("write");
@@ -175,7 +175,7 @@ fn dump_of(ops: &[Vec<u8>]) -> Vec<u8> {
     writer.finish().expect("finish").2
 }
 
-fn repo_op(version: OpVersion, name: &str) -> Vec<u8> {
+pub fn repo_op(version: OpVersion, name: &str) -> Vec<u8> {
     let request = ankus::proto::pfs::CreateRepoRequest {
         repo: Some(ankus::proto::pfs::Repo { name: name.into() }),
         ..Default::default()
@@ -241,7 +241,7 @@ fn truncation_mid_record_names_record_and_offset_at_every_cut() {
 }
 
 /// Compresses a raw (possibly cut) record stream without looking at it.
-fn dump_of_raw(raw: &[u8]) -> Vec<u8> {
+pub fn dump_of_raw(raw: &[u8]) -> Vec<u8> {
     let mut encoder = snap::write::FrameEncoder::new(Vec::new());
     std::io::Write::write_all(&mut encoder, raw).expect("write");
     encoder.into_inner().expect("flush")

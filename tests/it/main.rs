@@ -3,11 +3,14 @@
 
 mod backup;
 mod flows;
+mod faults;
 mod host;
+mod hostile;
 mod kube;
 mod pachd_client;
 mod python_conformance;
 mod repl;
 mod sandbox;
+mod secrets;
 mod store;
 mod support;

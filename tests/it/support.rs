@@ -56,3 +56,52 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 pub fn temp_dir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temp dir")
 }
+
+/// Runs `ankus ARGS` in `dir` with `PACH_CONFIG=config` and extra environment, off the async
+/// threads (tests that serve clusters in-process must not block their runtime).
+pub async fn ankus_async(
+    dir: &Path,
+    config: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Outcome {
+    let (dir, config) = (dir.to_path_buf(), config.to_path_buf());
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(ankus_bin())
+            .args(&args)
+            .current_dir(&dir)
+            .env("PACH_CONFIG", &config)
+            .env_remove("PACH_CONTEXT")
+            .env_remove("PACHD_ADDRESS")
+            .env_remove("ANKUS_SCRIPTS")
+            .envs(envs)
+            .stdin(Stdio::null())
+            .output()
+            .expect("ankus runs")
+            .into()
+    })
+    .await
+    .expect("joins")
+}
+
+/// Writes a pachctl v2 config with `contexts` (name, pachd_address, session_token) and
+/// returns its path.
+pub fn pach_config(dir: &Path, contexts: &[(&str, &str, Option<&str>)]) -> PathBuf {
+    let mut map = serde_json::Map::new();
+    for (name, address, token) in contexts {
+        let mut context = serde_json::json!({ "pachd_address": address });
+        if let Some(token) = token {
+            context["session_token"] = serde_json::json!(token);
+        }
+        map.insert(name.to_string(), context);
+    }
+    let config = serde_json::json!({ "v2": { "active_context": contexts[0].0, "contexts": map } });
+    let path = dir.join("pachctl-config.json");
+    std::fs::write(&path, config.to_string()).expect("write config");
+    path
+}

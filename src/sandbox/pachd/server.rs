@@ -93,6 +93,8 @@ struct Inner {
     config: ClusterConfig,
     bucket: Bucket,
     state: Mutex<State>,
+    /// Ops received by Restore since the cluster opened, applied or not.
+    restore_ops: std::sync::atomic::AtomicU64,
 }
 
 /// A running (or ready to serve) emulated pachd. Cheap to clone.
@@ -161,6 +163,7 @@ impl Cluster {
                 config,
                 bucket,
                 state: Mutex::new(state),
+                restore_ops: std::sync::atomic::AtomicU64::new(0),
             }),
         };
         cluster
@@ -192,6 +195,20 @@ impl Cluster {
     /// The stable deployment id InspectCluster reports.
     pub fn deployment_id(&self) -> String {
         self.lock().deployment_id.clone()
+    }
+
+    /// Ops received by Restore since the cluster opened (applied or not), so tests can tell
+    /// that a client sent nothing.
+    pub fn restore_ops_received(&self) -> u64 {
+        self.inner
+            .restore_ops
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub(super) fn count_restore_op(&self) {
+        self.inner
+            .restore_ops
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Locks the state. A panic elsewhere never poisons the cluster for other clients.
@@ -307,6 +324,32 @@ impl Cluster {
     ) -> Result<(), SandboxError> {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         services::router(&self)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .map_err(SandboxError::Serve)
+    }
+}
+
+impl Cluster {
+    /// Serves every pachd service over TLS (`grpcs://`) with the PEM certificate chain and
+    /// key given, until `shutdown` completes.
+    pub async fn serve_tls(
+        self,
+        listener: TcpListener,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), SandboxError> {
+        // Several rustls providers are linked in (ring, and aws-lc-rs through other crates),
+        // so rustls cannot pick one itself; the host runtime installs ring, but a sandbox
+        // served from another process (tests, benches) must too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let identity = tonic::transport::Identity::from_pem(cert_pem, key_pem);
+        let server = tonic::transport::Server::builder()
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .map_err(SandboxError::Serve)?;
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        services::router_on(&self, server)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(SandboxError::Serve)

@@ -31,6 +31,14 @@ fn stream_of<T: Send + 'static>(items: Vec<T>) -> BoxStream<T> {
 
 /// Builds the router serving every pachd service of `cluster`.
 pub fn router(cluster: &Cluster) -> tonic::transport::server::Router {
+    router_on(cluster, tonic::transport::Server::builder())
+}
+
+/// Every service on `server` (a plain builder, or one with TLS configured).
+pub fn router_on(
+    cluster: &Cluster,
+    mut server: tonic::transport::Server,
+) -> tonic::transport::server::Router {
     macro_rules! svc {
         ($server:path, $value:expr) => {
             <$server>::new($value)
@@ -41,7 +49,7 @@ pub fn router(cluster: &Cluster) -> tonic::transport::server::Router {
     let c = || Svc {
         cluster: cluster.clone(),
     };
-    tonic::transport::Server::builder()
+    server
         .add_service(svc!(pfs::api_server::ApiServer<Svc>, c()))
         .add_service(svc!(
             pfs::object_api_server::ObjectApiServer<ObjectSvc>,
@@ -1250,6 +1258,9 @@ impl admin::api_server::Api for AdminSvc {
             } else {
                 let mut next = Some(first);
                 while let Some(message) = next {
+                    if message.op.is_some() {
+                        self.cluster.count_restore_op();
+                    }
                     if let Some(op) = message.op
                         && let Err(err) = restorer.feed(op)
                     {
