@@ -8,5 +8,6 @@ mod pachd_client;
 mod python_conformance;
 mod repl;
 mod sandbox;
+mod scripts;
 mod store;
 mod support;
