@@ -138,8 +138,9 @@ pub async fn extract_to(
             .await
             .map_err(|error| failed(Box::new(error)))?;
         if let Some(manifest_url) = &summary.manifest {
-            let mut manifest_writer = crate::store::stream::open_writer(manifest_url, &store_options)
-                .map_err(|error| failed(Box::new(error)))?;
+            let mut manifest_writer =
+                crate::store::stream::open_writer(manifest_url, &store_options)
+                    .map_err(|error| failed(Box::new(error)))?;
             manifest_writer
                 .write(&manifest)
                 .await
