@@ -234,6 +234,16 @@ pub async fn extract_to(
         source: error,
     };
     let mut sink = DumpSink::create(target, source)?;
+    // An object-store dump is uploaded as it is produced; dropped before `finish` (a failure),
+    // the upload is aborted and no object appears.
+    let store_options = crate::store::StoreOptions::default();
+    let mut upload = match target {
+        Location::Url(url) => Some(
+            crate::store::stream::open_writer(url, &store_options)
+                .map_err(|error| failed(Box::new(error)))?,
+        ),
+        _ => None,
+    };
     let mut stream = client
         .extract(flags)
         .await
@@ -242,10 +252,45 @@ pub async fn extract_to(
         let op = item.map_err(|error| failed(Box::new(error)))?;
         sink.write_op(&op)
             .map_err(|error| failed(Box::new(error)))?;
+        if let Some(writer) = upload.as_mut() {
+            let pending = sink.take_pending();
+            if !pending.is_empty() {
+                writer
+                    .write(&pending)
+                    .await
+                    .map_err(|error| failed(Box::new(error)))?;
+            }
+        }
         progress.ops.fetch_add(1, Ordering::Relaxed);
         progress.bytes.fetch_add(op.len() as u64, Ordering::Relaxed);
     }
-    sink.finish().map_err(|error| failed(Box::new(error)))
+    let (summary, remainder) = sink
+        .finish_with_remainder()
+        .map_err(|error| failed(Box::new(error)))?;
+    if let (Some(mut writer), Some((rest, manifest))) = (upload, remainder) {
+        writer
+            .write(&rest)
+            .await
+            .map_err(|error| failed(Box::new(error)))?;
+        writer
+            .finish()
+            .await
+            .map_err(|error| failed(Box::new(error)))?;
+        if let Some(manifest_url) = &summary.manifest {
+            let mut manifest_writer =
+                crate::store::stream::open_writer(manifest_url, &store_options)
+                    .map_err(|error| failed(Box::new(error)))?;
+            manifest_writer
+                .write(&manifest)
+                .await
+                .map_err(|error| failed(Box::new(error)))?;
+            manifest_writer
+                .finish()
+                .await
+                .map_err(|error| failed(Box::new(error)))?;
+        }
+    }
+    Ok(summary)
 }
 
 /// What a restore did.

@@ -12,5 +12,6 @@ mod python_conformance;
 mod repl;
 mod sandbox;
 mod secrets;
+mod scripts;
 mod store;
 mod support;
