@@ -207,7 +207,9 @@ pub mod transfer_api {
         let progress = Progress::default();
         let started = std::time::Instant::now();
         let outcome = host.block_on_for(
-            async move { restore_from(&client, &location, Some(&mode), &progress, &restore_options).await },
+            async move {
+                restore_from(&client, &location, Some(&mode), &progress, &restore_options).await
+            },
             None,
             position,
         )?;

@@ -488,7 +488,11 @@ mod tests {
             vec!["kind-old"]
         );
         assert!(values(&mut completer, "print(\"o").is_empty());
-        assert_eq!(values(&mut completer, ":run mig"), vec!["migrate"]);
+        assert_eq!(
+            values(&mut completer, ":run mig"),
+            vec!["migrate", "migrate-1.7-to-1.8", "migrate-1.8-to-1.9"]
+        );
+        assert_eq!(values(&mut completer, ":run clo"), vec!["clone-bucket"]);
     }
 
     #[test]

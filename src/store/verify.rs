@@ -246,13 +246,18 @@ mod tests {
     #[test]
     fn backup_references_name_a_missing_backup() {
         let error = referenced_keys_from_backup(Path::new("no-such.dump")).expect_err("missing");
-        assert!(error.to_string().contains("read references from no-such.dump"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("read references from no-such.dump"),
+            "{error}"
+        );
     }
 
     #[test]
     fn backup_references_list_what_the_fixture_needs() {
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/pachd-1.11-auth.dump");
+        let fixture =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pachd-1.11-auth.dump");
         let references = referenced_keys_from_backup(&fixture).expect("reads");
         let count = |kind: ReferenceKind| references.iter().filter(|r| r.kind == kind).count();
         assert_eq!(count(ReferenceKind::Block), 209);

@@ -2,8 +2,8 @@
 //! real peer.
 
 mod backup;
-mod flows;
 mod faults;
+mod flows;
 mod host;
 mod hostile;
 mod kube;
@@ -11,7 +11,7 @@ mod pachd_client;
 mod python_conformance;
 mod repl;
 mod sandbox;
-mod secrets;
 mod scripts;
+mod secrets;
 mod store;
 mod support;
