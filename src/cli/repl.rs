@@ -29,20 +29,21 @@ pub fn execute(cli: &Cli, repl_args: &ReplArgs, console: &Console) -> anyhow::Re
     let mut prelude = crate::repl::Prelude::default();
     if let Some(sandbox) = &sandbox {
         let mut lines = vec![format!("sandbox in {}", sandbox.dir().display())];
-        for (name, kube_name) in [("old", "k_old"), ("new", "k_new")] {
+        // `new` is a reserved word in Rhai, so the new cluster's variable is `new_`.
+        for (name, var, kube_name) in [("old", "old", "k_old"), ("new", "new_", "k_new")] {
             let connected = engine.eval::<rhai::Dynamic>(&format!("pachd::connect(\"{name}\")"));
             let kube = engine.eval::<rhai::Dynamic>(&format!("kube::connect(\"{name}\")"));
             match (connected, kube) {
                 (Ok(pachd), Ok(kube)) => {
                     lines.push(format!(
-                        "  {name:<6} pachd {}  |  {kube_name}: kube context {name}",
+                        "  {var:<6} pachd {}  |  {kube_name}: kube context {name}",
                         engine
                             .eval::<String>(&format!(
                                 "pachd::connect(\"{name}\").version().to_string()"
                             ))
                             .unwrap_or_default()
                     ));
-                    prelude.vars.push((name.to_owned(), pachd));
+                    prelude.vars.push((var.to_owned(), pachd));
                     prelude.vars.push((kube_name.to_owned(), kube));
                 }
                 (Err(error), _) | (_, Err(error)) => {
@@ -50,7 +51,7 @@ pub fn execute(cli: &Cli, repl_args: &ReplArgs, console: &Console) -> anyhow::Re
                 }
             }
         }
-        lines.push("  try: old.pipelines()   old.repos()   k_old.service(\"pachd\")   :help pachd::connect".into());
+        lines.push("  try: old.pipelines()   new_.version()   old.repos()   k_old.service(\"pachd\")   :help pachd::connect".into());
         prelude.banner = lines.join("\n");
     }
     crate::repl::run(&host, engine, prelude)

@@ -471,3 +471,35 @@ fn not_a_terminal_without_input_exits_cleanly() {
     assert!(child.wait().expect("exit").success());
     assert_eq!(stdout, "");
 }
+
+#[test]
+fn repl_sandbox_preconnects_old_and_new_and_prints_a_banner() {
+    use std::io::Write;
+    let dir = crate::support::temp_dir();
+    let mut child = std::process::Command::new(crate::support::ankus_bin())
+        .args(["repl", "--sandbox"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("repl starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"old.version()\nnew_.version()\nk_old.service(\"pachd\").node_ports.contains(30650)\n",
+        )
+        .expect("write");
+    let output = child.wait_with_output().expect("repl ends");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout, "Version(1.11.9)\nVersion(1.13.4)\ntrue\n",
+        "{stderr}"
+    );
+    assert!(stderr.contains("sandbox in "), "{stderr}");
+    assert!(stderr.contains("old    pachd 1.11.9"), "{stderr}");
+}
