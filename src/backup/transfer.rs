@@ -180,8 +180,9 @@ pub async fn restore_from(
     let last = Arc::new(std::sync::Mutex::new(String::from("none")));
 
     // Records are read on a plain thread and handed over through a small channel, so memory
-    // stays bounded by the channel, whatever the dump's size.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, BackupError>>(16);
+    // stays bounded by the channel, whatever the dump's size. Block records are up to 10 MiB:
+    // 4 in flight keep the sender busy within the 64 MiB the restore may use.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, BackupError>>(4);
     let reader_location = source.location().clone();
     let reader_last = last.clone();
     let reader = std::thread::Builder::new()
@@ -198,13 +199,22 @@ pub async fn restore_from(
             loop {
                 match records.next_record() {
                     Ok(Some(record)) => {
-                        if let Ok(op) = super::op::Op::from_record(record.clone())
-                            && let Ok(mut slot) = reader_last.lock()
-                        {
+                        // The op keeps the record's bytes, so they are not copied again.
+                        let op = match super::op::Op::from_record(record) {
+                            Ok(op) => op,
+                            Err(error) => {
+                                let _ = sender.blocking_send(Err(error));
+                                return;
+                            }
+                        };
+                        if let Ok(mut slot) = reader_last.lock() {
                             *slot =
                                 format!("record {} {} {}", op.index, op.kind.as_str(), op.name());
                         }
-                        if sender.blocking_send(Ok(Bytes::from(record.bytes))).is_err() {
+                        if sender
+                            .blocking_send(Ok(Bytes::from_owner(op.bytes)))
+                            .is_err()
+                        {
                             return;
                         }
                     }
