@@ -6,9 +6,13 @@
 # Scenarios: 10,000 x 64 KiB objects, 16 x 64 MiB objects, and a no-change re-sync of the
 # 10,000. Each scenario runs RUNS times per tool, the tool order rotating every round, and
 # the medians are compared as ratios (tool time / ankus time; > 1 means ankus is faster).
-# rclone runs at its defaults (4 transfers, 8 checkers) and at ankus' widths.
+# rclone runs at its defaults (4 transfers, 8 checkers) and at ankus' widths. ankus also runs
+# with server-side copy switched off (`ankus-streaming`, every byte through this host), and
+# its reports' "through this host" counts are recorded for both paths.
 #
-# Usage: benches/clone.sh [RUNS]      (default 3; writes benches/RESULTS-clone.md)
+# Usage: benches/clone.sh [RUNS]      (default 3; writes $CLONE_RESULTS, default
+#                                      benches/RESULTS-clone.md; benches/run folds it into
+#                                      benches/RESULTS.md)
 # Needs: cargo, python3, s3s-fs (.ci/install-s3s-fs.sh), rclone (Debian package), awscli
 # (installed into a throwaway venv, $AWS_VENV, default /tmp/aws-venv).
 set -euo pipefail
@@ -17,6 +21,7 @@ RUNS="${1:-3}"
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/ankus-clone-bench.XXXXXX")"
 AWS_VENV="${AWS_VENV:-/tmp/aws-venv}"
+CLONE_RESULTS="${CLONE_RESULTS:-$REPO/benches/RESULTS-clone.md}"
 ANKUS_TRANSFERS=64
 ANKUS_CHECKERS=8
 SMALL_COUNT=10000
@@ -91,8 +96,17 @@ rclone copy "$WORK/local-small" bench:small-src --transfers 32 --checkers 16
 rclone copy "$WORK/local-large" bench:large-src --transfers 8
 rm -rf "$WORK/local-small" "$WORK/local-large"
 
-TOOLS=(ankus rclone-default rclone-matched aws)
+TOOLS=(ankus ankus-streaming rclone-default rclone-matched aws)
 cd "$WORK/run"
+# The streaming variant: the same sync_to as the bundled clone-bucket script, server-side
+# copy off.
+cat >"$WORK/streaming.rhai" <<'RHAI'
+let report = store::open(arg("src")).sync_to(arg("dst"), #{
+    transfers: arg("transfers", 64), checkers: arg("checkers", 8), server_side: false });
+print(report.to_string());
+if report.failed > 0 { throw "copy failed"; }
+RHAI
+declare -A HOST
 
 # Runs one tool's sync of bucket $1 into bucket $2; prints seconds.
 run_tool() {
@@ -101,6 +115,8 @@ run_tool() {
     case "$tool" in
         ankus) "$ANKUS" -q run clone-bucket -a "src=s3://$src" -a "dst=s3://$dst" \
             -a "transfers=$ANKUS_TRANSFERS" -a "checkers=$ANKUS_CHECKERS" >"$WORK/run/out" 2>&1 ;;
+        ankus-streaming) "$ANKUS" -q run "$WORK/streaming.rhai" -a "src=s3://$src" -a "dst=s3://$dst" \
+            -a "transfers=$ANKUS_TRANSFERS" -a "checkers=$ANKUS_CHECKERS" >"$WORK/run/out" 2>&1 ;;
         rclone-default) rclone sync "bench:$src" "bench:$dst" >"$WORK/run/out" 2>&1 ;;
         rclone-matched) rclone sync "bench:$src" "bench:$dst" --transfers "$ANKUS_TRANSFERS" \
             --checkers "$ANKUS_CHECKERS" >"$WORK/run/out" 2>&1 ;;
@@ -108,6 +124,15 @@ run_tool() {
     esac || { echo "$tool failed:" >&2; cat "$WORK/run/out" >&2; exit 1; }
     end="$(date +%s.%N)"
     python3 -c "print(f'{$end - $start:.3f}')"
+}
+
+# What the last ankus run's report says passed through this host ("-" for other tools).
+host_bytes() {
+    case "$1" in
+        ankus*) grep -o '[0-9.]* [KMGT]*i*B through this host' "$WORK/run/out" | head -1 |
+            sed 's/ through this host//' ;;
+        *) echo "-" ;;
+    esac
 }
 
 # Empties a bucket: its directory and s3s-fs' metadata files (named after the bucket in
@@ -136,11 +161,13 @@ for round in $(seq 1 "$RUNS"); do
         fresh_bucket "$dst"
         seconds="$(run_tool "$tool" small-src "$dst")"; check_count "$dst" "$SMALL_COUNT"
         TIMES[small,$tool]+="$seconds "
+        HOST[small,$tool]="$(host_bytes "$tool")"
         seconds="$(run_tool "$tool" small-src "$dst")"
         TIMES[resync,$tool]+="$seconds "
         fresh_bucket "$dst"
         seconds="$(run_tool "$tool" large-src "$dst")"; check_count "$dst" "$LARGE_COUNT"
         TIMES[large,$tool]+="$seconds "
+        HOST[large,$tool]="$(host_bytes "$tool")"
         fresh_bucket "$dst"
         echo "round $round $tool: small, re-sync and large done" >&2
     done
@@ -170,6 +197,19 @@ PY
     done
     echo
     echo "Ratios are the other tool's median time divided by ankus' (higher = ankus faster)."
+    echo
+    echo "Server-side copy against streaming (ankus alone; \"through host\" is the object data its report says passed through this machine, last run):"
+    echo
+    echo "| scenario | server-side copy s | through host | streaming s | through host | streaming / server-side |"
+    echo "|---|---|---|---|---|---|"
+    for scenario in small large; do
+        python3 - "$scenario" "${TIMES[$scenario,ankus]}" "${HOST[$scenario,ankus]}" "${TIMES[$scenario,ankus-streaming]}" "${HOST[$scenario,ankus-streaming]}" <<'PY'
+import statistics, sys
+name = {"small": "10,000 x 64 KiB", "large": "16 x 64 MiB"}[sys.argv[1]]
+server, streaming = (statistics.median(float(t) for t in sys.argv[i].split()) for i in (2, 4))
+print(f"| {name} | {server:.2f} | {sys.argv[3]} | {streaming:.2f} | {sys.argv[5]} | {streaming / server:.2f}x |")
+PY
+    done
     echo "Targets (issue 6): >= 2x rclone and >= 4x aws on small objects, >= 1.2x rclone on large ones, re-sync in <= half rclone's time."
     echo
     echo "Raw seconds per run:"
@@ -177,5 +217,5 @@ PY
     for scenario in small large resync; do
         for tool in "${TOOLS[@]}"; do echo "- $scenario / $tool: ${TIMES[$scenario,$tool]}"; done
     done
-} >"$REPO/benches/RESULTS-clone.md"
-cat "$REPO/benches/RESULTS-clone.md"
+} >"$CLONE_RESULTS"
+cat "$CLONE_RESULTS"

@@ -386,8 +386,9 @@ pub async fn restore_from(
     let last = Arc::new(std::sync::Mutex::new(String::from("none")));
 
     // Records are read on a plain thread and handed over through a small channel, so memory
-    // stays bounded by the channel, whatever the dump's size.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(Bytes, String), BackupError>>(16);
+    // stays bounded by the channel, whatever the dump's size. Block records are up to 10 MiB:
+    // 4 in flight keep the sender busy within the 64 MiB the restore may use.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(Bytes, String), BackupError>>(4);
     let reader_location = source.location().clone();
     let reader = std::thread::Builder::new()
         .name("ankus-restore-reader".into())
@@ -403,13 +404,17 @@ pub async fn restore_from(
             loop {
                 match records.next_record() {
                     Ok(Some(record)) => {
-                        let label = match super::op::Op::from_record(record.clone()) {
-                            Ok(op) => {
-                                format!("record {} {} {}", op.index, op.kind.as_str(), op.name())
+                        // The op keeps the record's bytes, so they are not copied again.
+                        let op = match super::op::Op::from_record(record) {
+                            Ok(op) => op,
+                            Err(error) => {
+                                let _ = sender.blocking_send(Err(error));
+                                return;
                             }
-                            Err(_) => format!("record {}", record.index),
                         };
-                        let item = (Bytes::from(record.bytes), label);
+                        let label =
+                            format!("record {} {} {}", op.index, op.kind.as_str(), op.name());
+                        let item = (Bytes::from_owner(op.bytes), label);
                         if sender.blocking_send(Ok(item)).is_err() {
                             return;
                         }

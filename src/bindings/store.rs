@@ -198,6 +198,7 @@ impl SyncResult {
         map.insert("failed".into(), int(report.failed).into());
         map.insert("deleted".into(), int(report.deleted).into());
         map.insert("bytes".into(), int(report.bytes).into());
+        map.insert("host_bytes".into(), int(report.host_bytes).into());
         map.insert("seconds".into(), report.seconds.into());
         map.insert("failures".into(), self.failures().into());
         map.insert(
@@ -234,6 +235,7 @@ impl CustomType for SyncResult {
             .with_get("failed", |r: &mut SyncResult| int(r.0.failed))
             .with_get("deleted", |r: &mut SyncResult| int(r.0.deleted))
             .with_get("bytes", |r: &mut SyncResult| int(r.0.bytes))
+            .with_get("host_bytes", |r: &mut SyncResult| int(r.0.host_bytes))
             .with_get("seconds", |r: &mut SyncResult| r.0.seconds)
             .with_get("failures", |r: &mut SyncResult| r.failures())
             .with_get("changes", |r: &mut SyncResult| {
@@ -250,7 +252,7 @@ impl CustomType for SyncResult {
             })
             .with_fn("to_map", |r: &mut SyncResult| r.to_map())
             .and_comments(&[
-                "/// The sync report as a map: copied, skipped, failed, bytes, seconds, failures.",
+                "/// The sync report as a map: copied, skipped, failed, bytes, host_bytes, seconds, failures.",
                 "///",
                 "/// ```rhai",
                 "/// print(src.sync_to(\"memory://b\", #{}).to_map());",
@@ -955,7 +957,9 @@ pub mod store_api {
     /// failures), `max_delete`, `checksum` (compare content hashes), `retries`,
     /// `server_side`, `multipart_threshold`, `part_size`, `copy_cutoff`, `copy_part_size`,
     /// `memory_limit`, `dst_options` (options to open `dst` with). Returns a report:
-    /// `copied`, `skipped`, `failed`, `deleted`, `bytes`, `seconds`, `failures`.
+    /// `copied`, `server_side`, `skipped`, `failed`, `deleted`, `bytes`, `host_bytes` (object
+    /// data that passed through this host; 0 when every copy was server-side), `seconds`,
+    /// `failures`.
     ///
     /// ```rhai
     /// let r = src.sync_to("s3://new-bucket", #{ delete: true, max_delete: 100 });

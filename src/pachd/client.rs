@@ -148,6 +148,17 @@ enum CallKind {
     StreamWrite,
 }
 
+/// A stop/start result for a pipeline whose call or wait failed.
+fn failed_wait(pipeline: &Pipeline, state: String, error: &PachdError) -> PipelineWait {
+    PipelineWait {
+        name: pipeline.name.clone(),
+        state,
+        skipped: false,
+        error: Some(crate::kind::chain_text(error)),
+        error_kind: Some(error.kind()),
+    }
+}
+
 impl CallKind {
     fn retries(self) -> bool {
         matches!(self, CallKind::Read | CallKind::StreamRead)
@@ -585,7 +596,8 @@ impl PachdClient {
         .await
     }
 
-    /// Polls InspectPipeline until the state is one of `wanted` or `timeout` passes.
+    /// Polls InspectPipeline until the state is one of `wanted` or `timeout` passes, first
+    /// at `poll / 8` (at least 10 ms), doubling up to `poll`.
     pub async fn wait_for_state(
         &self,
         name: &str,
@@ -594,6 +606,9 @@ impl PachdClient {
         poll: Duration,
     ) -> Result<Pipeline, PachdError> {
         let started = Instant::now();
+        // A state flip usually lands within tens of milliseconds: look again soon, then back
+        // off to `poll`, so a short flip does not cost a whole `poll` interval.
+        let mut delay = (poll / 8).max(Duration::from_millis(10)).min(poll);
         loop {
             let pipeline = self.inspect_pipeline(name).await?;
             if wanted.contains(&pipeline.state.as_str()) {
@@ -607,7 +622,8 @@ impl PachdClient {
                     after: timeout,
                 });
             }
-            tokio::time::sleep(poll).await;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(poll);
         }
     }
 
@@ -638,51 +654,79 @@ impl PachdClient {
         direction: Direction,
         options: &StopStartOptions,
     ) -> Vec<PipelineWait> {
-        futures::stream::iter(pipelines)
-            .map(|pipeline| self.change_one(pipeline, direction, options))
-            .buffered(options.width.max(1))
+        // Every call goes out first, then the waits: a slot held by a pipeline whose state
+        // has not flipped yet would otherwise keep the next calls from being sent.
+        let width = options.width.max(1);
+        let issued: Vec<Result<(Pipeline, bool), PipelineWait>> = futures::stream::iter(pipelines)
+            .map(|pipeline| self.issue_change(pipeline, direction))
+            .buffered(width)
+            .collect()
+            .await;
+        futures::stream::iter(issued)
+            .map(|issued| async move {
+                match issued {
+                    Ok((pipeline, already)) => {
+                        self.await_change(pipeline, already, direction, options)
+                            .await
+                    }
+                    Err(done) => done,
+                }
+            })
+            .buffered(width)
             .collect()
             .await
     }
 
-    async fn change_one(
+    /// Sends one stop or start unless the pipeline already is as wanted. `Ok` carries the
+    /// pipeline to wait for and whether it already was stopped/started; `Err` is a final
+    /// result (skipped, or the call failed).
+    async fn issue_change(
         &self,
         pipeline: Pipeline,
         direction: Direction,
-        options: &StopStartOptions,
-    ) -> PipelineWait {
-        let wanted = direction.wanted();
+    ) -> Result<(Pipeline, bool), PipelineWait> {
         let already = match direction {
             Direction::Stop => pipeline.stopped,
             Direction::Start => !pipeline.stopped,
         };
-        if already && (direction == Direction::Start || wanted.contains(&pipeline.state.as_str())) {
-            return PipelineWait {
+        if already
+            && (direction == Direction::Start
+                || direction.wanted().contains(&pipeline.state.as_str()))
+        {
+            return Err(PipelineWait {
                 name: pipeline.name,
                 state: pipeline.state,
                 skipped: true,
                 error: None,
                 error_kind: None,
-            };
+            });
         }
-        let failed = |state: String, error: PachdError| PipelineWait {
-            name: pipeline.name.clone(),
-            state,
-            skipped: false,
-            error: Some(crate::kind::chain_text(&error)),
-            error_kind: Some(error.kind()),
-        };
         if !already {
             let outcome = match direction {
                 Direction::Stop => self.stop_pipeline(&pipeline.name).await,
                 Direction::Start => self.start_pipeline(&pipeline.name).await,
             };
             if let Err(error) = outcome {
-                return failed(pipeline.state.clone(), error);
+                return Err(failed_wait(&pipeline, pipeline.state.clone(), &error));
             }
         }
+        Ok((pipeline, already))
+    }
+
+    async fn await_change(
+        &self,
+        pipeline: Pipeline,
+        already: bool,
+        direction: Direction,
+        options: &StopStartOptions,
+    ) -> PipelineWait {
         match self
-            .wait_for_state(&pipeline.name, wanted, options.timeout, options.poll)
+            .wait_for_state(
+                &pipeline.name,
+                direction.wanted(),
+                options.timeout,
+                options.poll,
+            )
             .await
         {
             Ok(done) => PipelineWait {
@@ -697,7 +741,7 @@ impl PachdClient {
                     PachdError::WaitTimeout { state, .. } => state.clone(),
                     _ => pipeline.state.clone(),
                 };
-                failed(state, error)
+                failed_wait(&pipeline, state, &error)
             }
         }
     }

@@ -112,6 +112,9 @@ pub struct SyncReport {
     pub deleted: u64,
     /// Bytes copied (or that would be).
     pub bytes: u64,
+    /// Bytes of object data that passed through this host: what streamed copies downloaded
+    /// (and uploaded again). 0 when every copy was server-side.
+    pub host_bytes: u64,
     /// Wall time in seconds.
     pub seconds: f64,
     /// The failed keys with reasons.
@@ -306,6 +309,7 @@ struct Shared {
     memory_unit: u64,
     server_side_ok: AtomicBool,
     server_side: AtomicU64,
+    host_bytes: AtomicU64,
 }
 
 /// Clones `src` into `dst`; see the module docs.
@@ -349,6 +353,7 @@ pub async fn sync(
         memory_unit,
         server_side_ok: AtomicBool::new(options.server_side),
         server_side: AtomicU64::new(0),
+        host_bytes: AtomicU64::new(0),
     });
 
     let mut report = SyncReport {
@@ -471,6 +476,7 @@ pub async fn sync(
         .sort_by(|left, right| left.key.cmp(&right.key));
     report.failed = report.failures.len() as u64;
     report.server_side = shared.server_side.load(Ordering::Relaxed);
+    report.host_bytes = shared.host_bytes.load(Ordering::Relaxed);
     let mut changes = changes.into_inner().unwrap_or_else(|p| p.into_inner());
 
     if options.delete {
@@ -651,6 +657,9 @@ async fn stream_copy(
             .bytes()
             .await
             .map_err(|error| StoreError::from_object_store("get", source_url(), error))?;
+        shared
+            .host_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         dst.object_store()
             .put(target_path, PutPayload::from_bytes(data))
             .await
@@ -683,6 +692,9 @@ async fn stream_copy(
         while let Some(chunk) = body.next().await {
             let chunk =
                 chunk.map_err(|error| StoreError::from_object_store("get", source_url(), error))?;
+            shared
+                .host_bytes
+                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             writer
                 .wait_for_capacity(PARTS_IN_FLIGHT)
                 .await
@@ -769,6 +781,12 @@ impl SyncReport {
         text.push_str(&format!(" in {:.1}s", self.seconds));
         if self.server_side > 0 {
             text.push_str(&format!(" ({} server-side)", self.server_side));
+        }
+        if !self.dry_run && self.copied > 0 {
+            text.push_str(&format!(
+                ", {} through this host",
+                human_bytes(self.host_bytes)
+            ));
         }
         text
     }
@@ -859,6 +877,40 @@ mod tests {
             throttle.succeeded();
         }
         assert_eq!(throttle.current.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn streamed_copies_count_the_bytes_that_passed_through_this_host() {
+        let options = crate::store::StoreOptions::default();
+        let src = Bucket::open("memory://host-bytes-src", &options).expect("source opens");
+        let dst = Bucket::open("memory://host-bytes-dst", &options).expect("destination opens");
+        src.put_bytes("small", bytes::Bytes::from(vec![1u8; 1000]))
+            .await
+            .expect("put small");
+        src.put_bytes("large", bytes::Bytes::from(vec![2u8; 6 << 20]))
+            .await
+            .expect("put large");
+        let sync_options = SyncOptions {
+            multipart_threshold: 5 << 20,
+            part_size: 5 << 20,
+            ..SyncOptions::default()
+        };
+        let report = sync(&src, &dst, &sync_options, &Quiet)
+            .await
+            .expect("sync succeeds");
+        assert_eq!(report.copied, 2);
+        assert_eq!(report.server_side, 0);
+        assert_eq!(report.host_bytes, 1000 + (6 << 20));
+        assert!(
+            report.summary().ends_with(", 6.0 MiB through this host"),
+            "{}",
+            report.summary()
+        );
+
+        let again = sync(&src, &dst, &sync_options, &Quiet)
+            .await
+            .expect("re-sync succeeds");
+        assert_eq!((again.copied, again.skipped, again.host_bytes), (0, 2, 0));
     }
 
     #[test]

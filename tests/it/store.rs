@@ -283,7 +283,9 @@ fn clone_bucket_script_copies_server_side_then_only_what_is_missing() {
         first.stdout
     );
     assert!(
-        first.stdout.contains("(51 server-side)"),
+        first
+            .stdout
+            .contains("(51 server-side), 0 B through this host"),
         "{}",
         first.stdout
     );
