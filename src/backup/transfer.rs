@@ -180,8 +180,8 @@ pub async fn restore_from(
     let last = Arc::new(std::sync::Mutex::new(String::from("none")));
 
     // Records are read on a plain thread and handed over through a small channel, so memory
-    // stays bounded by the channel, whatever the dump's size. Block records are up to 10 MiB:
-    // 4 in flight keep the sender busy within the 64 MiB the restore may use.
+    // stays bounded by the channel, whatever the dump's size. Block records are up to 10 MiB,
+    // so only a few wait in it.
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Bytes, BackupError>>(4);
     let reader_location = source.location().clone();
     let reader_last = last.clone();
