@@ -210,6 +210,7 @@ server, streaming = (statistics.median(float(t) for t in sys.argv[i].split()) fo
 print(f"| {name} | {server:.2f} | {sys.argv[3]} | {streaming:.2f} | {sys.argv[5]} | {streaming / server:.2f}x |")
 PY
     done
+    echo
     echo "Targets (issue 6): >= 2x rclone and >= 4x aws on small objects, >= 1.2x rclone on large ones, re-sync in <= half rclone's time."
     echo
     echo "Raw seconds per run:"

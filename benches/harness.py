@@ -443,6 +443,8 @@ def report(cfg, results, clone_md):
         ]
     if clone_md:
         body = [line for line in clone_md.strip().splitlines() if not line.startswith("# ")]
+        while body and not body[0].strip():
+            body.pop(0)
         details += ["## Bucket clone", ""] + body + [""]
         for row in clone_md.splitlines():
             cells = [c.strip() for c in row.strip().strip("|").split("|")]
@@ -463,11 +465,7 @@ def report(cfg, results, clone_md):
                 f"| clone {name} | {fmt_s(ankus_s)} | {fmt_s(best_rclone)} (faster rclone),"
                 f" {fmt_s(aws)} (aws) | **{best_rclone / ankus_s:.2f}x** rclone,"
                 f" **{aws / ankus_s:.2f}x** aws | {target} | {'yes' if met else 'no'} |")
-    notes = os.path.join(HERE, "NOTES.md")
-    out = lines + [""] + details
-    if os.path.exists(notes):
-        with open(notes) as f:
-            out += [f.read().strip(), ""]
+    out = lines + ["", "What limits the ratios that miss their targets: `benches/README.md`.", ""] + details
     with open(cfg.out, "w") as f:
         f.write("\n".join(out).rstrip() + "\n")
     log(f"wrote {cfg.out}")

@@ -662,13 +662,42 @@ impl PachdClient {
             .buffered(width)
             .collect()
             .await;
+        // One ListPipeline settles every pipeline that has already flipped (by then most
+        // have): only the others are polled one by one.
+        let settled: std::collections::HashMap<String, Pipeline> = if issued
+            .iter()
+            .any(Result::is_ok)
+        {
+            self.list_pipelines()
+                .await
+                .map(|listed| {
+                    listed
+                        .into_iter()
+                        .filter(|pipeline| direction.wanted().contains(&pipeline.state.as_str()))
+                        .map(|pipeline| (pipeline.name.clone(), pipeline))
+                        .collect()
+                })
+                .unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        let settled = &settled;
         futures::stream::iter(issued)
             .map(|issued| async move {
                 match issued {
-                    Ok((pipeline, already)) => {
-                        self.await_change(pipeline, already, direction, options)
-                            .await
-                    }
+                    Ok((pipeline, already)) => match settled.get(&pipeline.name) {
+                        Some(done) => PipelineWait {
+                            name: done.name.clone(),
+                            state: done.state.clone(),
+                            skipped: already,
+                            error: None,
+                            error_kind: None,
+                        },
+                        None => {
+                            self.await_change(pipeline, already, direction, options)
+                                .await
+                        }
+                    },
                     Err(done) => done,
                 }
             })
