@@ -657,7 +657,6 @@ impl Sandbox {
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<(), SandboxError> {
     let text = serde_json::to_string_pretty(value).expect("JSON values always serialize");
-    let temp = path.with_extension("json.tmp");
-    std::fs::write(&temp, text).map_err(|err| SandboxError::io("write", &temp, err))?;
-    std::fs::rename(&temp, path).map_err(|err| SandboxError::io("write", path, err))
+    crate::fsutil::write_atomic(path, text.as_bytes())
+        .map_err(|err| SandboxError::io("write", path, err))
 }
