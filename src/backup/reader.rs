@@ -214,23 +214,18 @@ impl RecordReader {
                 limit: MAX_RECORD,
             });
         }
-        // Grow the buffer as bytes arrive rather than trusting the prefix: a short stream
-        // claiming a 20 MiB record must not cost 20 MiB.
+        // The prefix is trusted up to MAX_RECORD only, so a short stream claiming a huge
+        // record costs at most that; within it one exact allocation avoids regrowing (and
+        // copying) every multi-MiB block record.
         let wanted = length as usize;
-        let mut bytes = Vec::new();
-        while bytes.len() < wanted {
-            let start = bytes.len();
-            let step = (wanted - start).min(start.max(64 << 10));
-            bytes.resize(start + step, 0);
-            let got = self.fill(&mut bytes[start..])?;
-            bytes.truncate(start + got);
-            if got < step {
-                self.done = true;
-                return Err(BackupError::Truncated {
-                    at: self.at(),
-                    needed: (wanted - bytes.len()) as u64,
-                });
-            }
+        let mut bytes = vec![0u8; wanted];
+        let got = self.fill(&mut bytes)?;
+        if got < wanted {
+            self.done = true;
+            return Err(BackupError::Truncated {
+                at: self.at(),
+                needed: (wanted - got) as u64,
+            });
         }
         let record = Record {
             index: self.index,

@@ -386,9 +386,11 @@ pub async fn restore_from(
     let last = Arc::new(std::sync::Mutex::new(String::from("none")));
 
     // Records are read on a plain thread and handed over through a small channel, so memory
-    // stays bounded by the channel, whatever the dump's size. Block records are up to 10 MiB:
-    // 4 in flight keep the sender busy within the 64 MiB the restore may use.
-    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(Bytes, String), BackupError>>(4);
+    // stays bounded by the channel, whatever the dump's size. Block records are up to 10 MiB
+    // and each is also copied once into the gRPC encoder: reading runs far faster than
+    // sending, so one record waiting is enough to keep the sender busy, and the restore stays
+    // within the 64 MiB it may use.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<(Bytes, String), BackupError>>(1);
     let reader_location = source.location().clone();
     let reader = std::thread::Builder::new()
         .name("ankus-restore-reader".into())
@@ -402,26 +404,27 @@ pub async fn restore_from(
                 }
             };
             loop {
+                // Wait for room before reading, so no record sits read but unsendable.
+                let Ok(slot) = futures::executor::block_on(sender.reserve()) else {
+                    return;
+                };
                 match records.next_record() {
                     Ok(Some(record)) => {
                         // The op keeps the record's bytes, so they are not copied again.
                         let op = match super::op::Op::from_record(record) {
                             Ok(op) => op,
                             Err(error) => {
-                                let _ = sender.blocking_send(Err(error));
+                                slot.send(Err(error));
                                 return;
                             }
                         };
                         let label =
                             format!("record {} {} {}", op.index, op.kind.as_str(), op.name());
-                        let item = (Bytes::from_owner(op.bytes), label);
-                        if sender.blocking_send(Ok(item)).is_err() {
-                            return;
-                        }
+                        slot.send(Ok((op.bytes, label)));
                     }
                     Ok(None) => return,
                     Err(error) => {
-                        let _ = sender.blocking_send(Err(error));
+                        slot.send(Err(error));
                         return;
                     }
                 }

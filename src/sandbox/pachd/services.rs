@@ -49,6 +49,9 @@ pub fn router_on(
     let c = || Svc {
         cluster: cluster.clone(),
     };
+    // grpc-go, and so pachd, sizes its HTTP/2 windows from measured bandwidth (BDP
+    // probing); hyper's fixed 1 MiB windows would stall 8 MiB block ops on every window.
+    server = server.http2_adaptive_window(Some(true)).tcp_nodelay(true);
     server
         .add_service(svc!(pfs::api_server::ApiServer<Svc>, c()))
         .add_service(svc!(
@@ -1256,19 +1259,44 @@ impl admin::api_server::Api for AdminSvc {
                     }
                 }
             } else {
+                // Ops are applied on a thread of their own (block writes are blocking file
+                // I/O) while this task keeps reading the stream, so receiving the next op
+                // overlaps writing the last one, as a pachd with its own goroutines does.
+                let (ops, mut applying) = tokio::sync::mpsc::channel::<admin::Op>(2);
+                let worker = tokio::task::spawn_blocking(move || {
+                    while let Some(op) = applying.blocking_recv() {
+                        if let Err(err) = restorer.feed(op) {
+                            return (restorer, Err(err));
+                        }
+                    }
+                    (restorer, Ok(()))
+                });
                 let mut next = Some(first);
+                let mut received: Result<(), Status> = Ok(());
                 while let Some(message) = next {
-                    if message.op.is_some() {
+                    if let Some(op) = message.op {
                         self.cluster.count_restore_op();
+                        if ops.send(op).await.is_err() {
+                            break; // the worker stopped on an error, reported below
+                        }
                     }
-                    if let Some(op) = message.op
-                        && let Err(err) = restorer.feed(op)
-                    {
-                        outcome = Err(err);
-                        break;
-                    }
-                    next = stream.message().await?;
+                    next = match stream.message().await {
+                        Ok(next) => next,
+                        Err(status) => {
+                            received = Err(status);
+                            None
+                        }
+                    };
                 }
+                drop(ops);
+                let (back, applied) = worker
+                    .await
+                    .map_err(|err| PachdError::unknown(format!("restore worker failed: {err}")))?;
+                // A broken stream ends the call as before: what arrived is applied, nothing
+                // is finished.
+                received?;
+                restorer = back;
+                outcome = applied;
             }
         }
         match outcome {
