@@ -199,6 +199,7 @@ impl SyncResult {
         map.insert("deleted".into(), int(report.deleted).into());
         map.insert("bytes".into(), int(report.bytes).into());
         map.insert("host_bytes".into(), int(report.host_bytes).into());
+        map.insert("retries".into(), int(report.retries).into());
         map.insert("seconds".into(), report.seconds.into());
         map.insert("failures".into(), self.failures().into());
         map.insert(
@@ -236,6 +237,7 @@ impl CustomType for SyncResult {
             .with_get("deleted", |r: &mut SyncResult| int(r.0.deleted))
             .with_get("bytes", |r: &mut SyncResult| int(r.0.bytes))
             .with_get("host_bytes", |r: &mut SyncResult| int(r.0.host_bytes))
+            .with_get("retries", |r: &mut SyncResult| int(r.0.retries))
             .with_get("seconds", |r: &mut SyncResult| r.0.seconds)
             .with_get("failures", |r: &mut SyncResult| r.failures())
             .with_get("changes", |r: &mut SyncResult| {
@@ -252,7 +254,7 @@ impl CustomType for SyncResult {
             })
             .with_fn("to_map", |r: &mut SyncResult| r.to_map())
             .and_comments(&[
-                "/// The sync report as a map: copied, skipped, failed, bytes, host_bytes, seconds, failures.",
+                "/// The sync report as a map: copied, skipped, failed, bytes, host_bytes, retries, seconds, failures.",
                 "///",
                 "/// ```rhai",
                 "/// print(src.sync_to(\"memory://b\", #{}).to_map());",
@@ -710,7 +712,9 @@ pub mod store_api {
 
     /// Opens a store with options: `endpoint`, `region`, `access_key_id`,
     /// `secret_access_key`, `session_token`, `path_style`, `virtual_hosted_style`,
-    /// `allow_http`, `anonymous`, `imds`, `create` (file://), or any `aws_*` key.
+    /// `allow_http`, `anonymous`, `imds`, `create` (file://), or any `aws_*` key. For
+    /// s3/gs/az, `request_timeout` (seconds, default 120) is how long a request may wait for
+    /// its response, or for more of the response body, before it is abandoned and retried.
     ///
     /// ```rhai
     /// let s = store::open("s3://backups", #{ endpoint: "http://127.0.0.1:9000", region: "us-east-1" });
@@ -958,8 +962,10 @@ pub mod store_api {
     /// `server_side`, `multipart_threshold`, `part_size`, `copy_cutoff`, `copy_part_size`,
     /// `memory_limit`, `dst_options` (options to open `dst` with). Returns a report:
     /// `copied`, `server_side`, `skipped`, `failed`, `deleted`, `bytes`, `host_bytes` (object
-    /// data that passed through this host; 0 when every copy was server-side), `seconds`,
-    /// `failures`.
+    /// data that passed through this host; 0 when every copy was server-side), `retries`
+    /// (transient failures retried: throttling, 5xx, dropped connections and timeouts of
+    /// single requests, plus whole-object re-attempts; one fault may count at both levels),
+    /// `seconds`, `failures`.
     ///
     /// ```rhai
     /// let r = src.sync_to("s3://new-bucket", #{ delete: true, max_delete: 100 });

@@ -11,6 +11,7 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig};
 
 use super::error::StoreError;
+use super::http::{CountingConnector, TransientCounter, client_options, request_timeout};
 use super::location::{Scheme, StoreOptions, StoreUrl, option_bool};
 use super::s3::S3Target;
 
@@ -43,6 +44,7 @@ pub struct Bucket {
     url: StoreUrl,
     store: Arc<dyn ObjectStore>,
     s3: Option<Arc<S3Target>>,
+    transient: TransientCounter,
 }
 
 /// Requests are retried by `object_store` a few times; the sync engine retries whole
@@ -87,16 +89,22 @@ impl Bucket {
             Some(value) => option_bool(&url, "create", value)?,
             None => false,
         };
+        let transient = TransientCounter::default();
+        let timeout = || request_timeout(&url, options.get("request_timeout").map(String::as_str));
+        let cloud_option = |key: &&String| !["create", "request_timeout"].contains(&key.as_str());
         let (store, s3): (Arc<dyn ObjectStore>, _) = match url.scheme {
             Scheme::S3 => {
-                let (store, target) = super::s3::build(&url, options, retry_config())?;
+                let (store, target) = super::s3::build(&url, options, retry_config(), &transient)?;
                 (Arc::new(store), Some(Arc::new(target)))
             }
             Scheme::Gcs => {
+                // Client options first, so client keys among the options still apply.
                 let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_bucket_name(&url.bucket)
-                    .with_retry(retry_config());
-                for (key, value) in options.iter().filter(|(key, _)| key.as_str() != "create") {
+                    .with_retry(retry_config())
+                    .with_client_options(client_options(timeout()?))
+                    .with_http_connector(CountingConnector::new(transient.clone()));
+                for (key, value) in options.iter().filter(|(key, _)| cloud_option(key)) {
                     let config_key = key.parse().map_err(|_| StoreError::BadOption {
                         url: url.to_string(),
                         key: key.clone(),
@@ -112,11 +120,13 @@ impl Bucket {
             Scheme::Azure => {
                 let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_container_name(&url.bucket)
-                    .with_retry(retry_config());
+                    .with_retry(retry_config())
+                    .with_client_options(client_options(timeout()?))
+                    .with_http_connector(CountingConnector::new(transient.clone()));
                 if let Some(account) = &url.account {
                     builder = builder.with_account(account);
                 }
-                for (key, value) in options.iter().filter(|(key, _)| key.as_str() != "create") {
+                for (key, value) in options.iter().filter(|(key, _)| cloud_option(key)) {
                     let config_key = key.parse().map_err(|_| StoreError::BadOption {
                         url: url.to_string(),
                         key: key.clone(),
@@ -169,7 +179,12 @@ impl Bucket {
                 (memory_store(&url.bucket), None)
             }
         };
-        Ok(Bucket { url, store, s3 })
+        Ok(Bucket {
+            url,
+            store,
+            s3,
+            transient,
+        })
     }
 
     /// The URL this store was opened at (no credentials in it).
@@ -180,6 +195,12 @@ impl Bucket {
     /// The underlying `object_store`, for streaming I/O.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+
+    /// Transient failures this store's requests have met since it was opened (see
+    /// `TransientCounter`); always 0 for `file://` and `memory://` stores.
+    pub fn transient_failures(&self) -> u64 {
+        self.transient.get()
     }
 
     /// The S3 endpoint and bucket, when this is an S3 store.

@@ -3,6 +3,7 @@
 
 pub mod bucket;
 pub mod error;
+pub mod http;
 pub mod location;
 pub mod progress;
 pub mod s3;

@@ -155,6 +155,7 @@ impl SyncObserver for SyncProgress {
                 let mut event = self.event("store.sync.done");
                 event["copied"] = report.copied.into();
                 event["deleted"] = report.deleted.into();
+                event["retries"] = report.retries.into();
                 sink(&event.to_string());
             }
         }

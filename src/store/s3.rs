@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use object_store::RetryConfig;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
-use object_store::client::{
-    ClientOptions, HttpClient, HttpConnector, HttpRequest, ReqwestConnector,
-};
+use object_store::client::{HttpClient, HttpConnector, HttpRequest};
 
 use super::error::{StoreError, s3_error_code};
+use super::http::{CountingConnector, TransientCounter, client_options, request_timeout};
 use super::location::{StoreOptions, StoreUrl, option_bool};
 use crate::kind::Kind;
 
@@ -39,17 +38,20 @@ impl std::fmt::Debug for S3Target {
 }
 
 const KNOWN_OPTIONS: &str = "endpoint, region, access_key_id, secret_access_key, session_token, \
-    path_style, virtual_hosted_style, allow_http, anonymous, imds, create, or any aws_* key";
+    path_style, virtual_hosted_style, allow_http, anonymous, imds, request_timeout, create, or any \
+    aws_* key";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
 }
 
-/// Builds the S3 client and the copy target for `url`.
+/// Builds the S3 client and the copy target for `url`. Both count their transient failures
+/// into `counter`.
 pub fn build(
     url: &StoreUrl,
     options: &StoreOptions,
     retry: RetryConfig,
+    counter: &TransientCounter,
 ) -> Result<(AmazonS3, S3Target), StoreError> {
     let bad = |key: &str, reason: &str| StoreError::BadOption {
         url: url.to_string(),
@@ -88,7 +90,7 @@ pub fn build(
             "allow_http" => allow_http = Some(option_bool(url, key, value)?),
             "anonymous" => anonymous = option_bool(url, key, value)?,
             "imds" => imds = option_bool(url, key, value)?,
-            "create" => {}
+            "create" | "request_timeout" => {}
             other if other.starts_with("aws_") => {
                 let config_key: AmazonS3ConfigKey = other
                     .parse()
@@ -140,14 +142,17 @@ pub fn build(
     if let Some(allow) = allow_http {
         builder = builder.with_allow_http(allow);
     }
-    let client_options = ClientOptions::new()
+    let timeout = request_timeout(url, options.get("request_timeout").map(String::as_str))?;
+    let client_options = client_options(timeout)
         .with_allow_http(allow_http.unwrap_or(false))
         .with_pool_max_idle_per_host(256);
-    builder = builder.with_client_options(client_options.clone());
+    builder = builder
+        .with_client_options(client_options.clone())
+        .with_http_connector(CountingConnector::new(counter.clone()));
     let store = builder
         .build()
         .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?;
-    let http = ReqwestConnector::default()
+    let http = CountingConnector::new(counter.clone())
         .connect(&client_options)
         .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?;
     let target = S3Target {

@@ -33,7 +33,8 @@ pub struct SyncOptions {
     pub checksum: bool,
     /// Only work out what would change.
     pub dry_run: bool,
-    /// Attempts per object after the first, for throttling and server errors.
+    /// Attempts per object after the first, for throttling and server errors (on top of
+    /// the retries of single requests).
     pub retries: u32,
     /// Use server-side copy when both sides are on one S3 endpoint.
     pub server_side: bool,
@@ -115,6 +116,15 @@ pub struct SyncReport {
     /// Bytes of object data that passed through this host: what streamed copies downloaded
     /// (and uploaded again). 0 when every copy was server-side.
     pub host_bytes: u64,
+    /// Transient failures met during the sync, counted at two levels and summed. Requests:
+    /// every HTTP response with status 408, 429 or 5xx, every request that failed to connect,
+    /// was cut off or timed out, and every response body that broke off, on the requests
+    /// either store made (`object_store` re-sends such requests up to its retry limit; a
+    /// failed server-side copy request is retried with its object). Objects: every
+    /// whole-object re-attempt after a transient error. So one fault can count at both
+    /// levels, and a request's last failure counts even when nothing re-sent it. Between
+    /// `file://` and `memory://` stores only object re-attempts count.
+    pub retries: u64,
     /// Wall time in seconds.
     pub seconds: f64,
     /// The failed keys with reasons.
@@ -310,6 +320,7 @@ struct Shared {
     server_side_ok: AtomicBool,
     server_side: AtomicU64,
     host_bytes: AtomicU64,
+    reattempts: AtomicU64,
 }
 
 /// Clones `src` into `dst`; see the module docs.
@@ -321,6 +332,8 @@ pub async fn sync(
 ) -> Result<SyncReport, StoreError> {
     check_disjoint(src, dst)?;
     let started = Instant::now();
+    // Two disjoint stores are two opened `Bucket`s, so no counter is read twice.
+    let transient_before = src.transient_failures() + dst.transient_failures();
     let list_width = options.list_width.max(1);
     let transfer_width = options.transfer_width.max(1);
 
@@ -354,6 +367,7 @@ pub async fn sync(
         server_side_ok: AtomicBool::new(options.server_side),
         server_side: AtomicU64::new(0),
         host_bytes: AtomicU64::new(0),
+        reattempts: AtomicU64::new(0),
     });
 
     let mut report = SyncReport {
@@ -522,6 +536,9 @@ pub async fn sync(
     }
     changes.sort_by(|left, right| (left.action, &left.key).cmp(&(right.action, &right.key)));
     report.changes = changes;
+    report.retries = (src.transient_failures() + dst.transient_failures())
+        .saturating_sub(transient_before)
+        + shared.reattempts.load(Ordering::Relaxed);
     report.seconds = started.elapsed().as_secs_f64();
     observer.finished(&report);
     Ok(report)
@@ -582,6 +599,7 @@ async fn copy_with_retries(shared: &Shared, entry: &Entry) -> Result<(), StoreEr
                 let jitter = rand::random_range(0..=base);
                 tokio::time::sleep(Duration::from_millis(base + jitter)).await;
                 attempt += 1;
+                shared.reattempts.fetch_add(1, Ordering::Relaxed);
             }
             Err(error) => return Err(error),
         }
@@ -778,6 +796,9 @@ impl SyncReport {
             };
             text.push_str(&format!(", {verb} {}", self.deleted));
         }
+        if self.retries > 0 {
+            text.push_str(&format!(", {} retries", self.retries));
+        }
         text.push_str(&format!(" in {:.1}s", self.seconds));
         if self.server_side > 0 {
             text.push_str(&format!(" ({} server-side)", self.server_side));
@@ -911,6 +932,27 @@ mod tests {
             .await
             .expect("re-sync succeeds");
         assert_eq!((again.copied, again.skipped, again.host_bytes), (0, 2, 0));
+    }
+
+    #[test]
+    fn summary_counts_retries_only_when_there_were_some() {
+        let mut report = SyncReport {
+            src: "s3://a".to_owned(),
+            dst: "s3://b".to_owned(),
+            copied: 3,
+            bytes: 3,
+            host_bytes: 3,
+            ..SyncReport::default()
+        };
+        assert_eq!(
+            report.summary(),
+            "s3://a -> s3://b: copied 3 (3 B), skipped 0, failed 0 in 0.0s, 3 B through this host"
+        );
+        report.retries = 7;
+        assert_eq!(
+            report.summary(),
+            "s3://a -> s3://b: copied 3 (3 B), skipped 0, failed 0, 7 retries in 0.0s, 3 B through this host"
+        );
     }
 
     #[test]

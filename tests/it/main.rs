@@ -10,6 +10,7 @@ mod kube;
 mod pachd_client;
 mod python_conformance;
 mod repl;
+mod s3_faults;
 mod sandbox;
 mod scripts;
 mod secrets;

@@ -9,14 +9,16 @@ use std::time::Duration;
 
 use crate::support::{Outcome, ankus_bin, temp_dir, write};
 
-const ACCESS_KEY: &str = "ankus-test-key";
-const SECRET_KEY: &str = "ankus-test-secret-9f8e7d";
+pub(crate) const ACCESS_KEY: &str = "ankus-test-key";
+pub(crate) const SECRET_KEY: &str = "ankus-test-secret-9f8e7d";
 
 /// A running `s3s-fs` serving `root`, killed on drop.
-struct S3Server {
+pub(crate) struct S3Server {
     child: Child,
-    endpoint: String,
-    root: tempfile::TempDir,
+    /// `http://127.0.0.1:PORT`.
+    pub(crate) endpoint: String,
+    /// The directory served: one folder per bucket, one file per object.
+    pub(crate) root: tempfile::TempDir,
 }
 
 fn s3s_fs_binary() -> PathBuf {
@@ -39,7 +41,8 @@ fn s3s_fs_binary() -> PathBuf {
 }
 
 impl S3Server {
-    fn start(buckets: &[&str]) -> S3Server {
+    /// Starts `s3s-fs` with `buckets` created, once it listens.
+    pub(crate) fn start(buckets: &[&str]) -> S3Server {
         let root = temp_dir();
         for bucket in buckets {
             std::fs::create_dir_all(root.path().join(bucket)).expect("create bucket dir");
@@ -90,7 +93,8 @@ impl S3Server {
         }
     }
 
-    fn env(&self) -> Vec<(&'static str, String)> {
+    /// The environment that points the AWS tools (and ankus) at this server.
+    pub(crate) fn env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
@@ -99,7 +103,8 @@ impl S3Server {
         ]
     }
 
-    fn bucket_files(&self, bucket: &str) -> Vec<String> {
+    /// The keys stored in `bucket`, sorted, as files on disk.
+    pub(crate) fn bucket_files(&self, bucket: &str) -> Vec<String> {
         let mut files = Vec::new();
         collect_files(
             &self.root.path().join(bucket),
@@ -138,7 +143,7 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<String>) {
 }
 
 /// Runs `ankus ARGS` in `dir` with `env` set and every other AWS variable removed.
-fn ankus_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Outcome {
+pub(crate) fn ankus_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Outcome {
     let mut command = Command::new(ankus_bin());
     command
         .args(args)
