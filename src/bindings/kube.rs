@@ -274,6 +274,7 @@ pub fn register_types(engine: &mut rhai::Engine) {
 mod support {
     //! Shared steps of the package's functions, outside the exported module.
     use std::path::PathBuf;
+    use std::time::Duration;
 
     use rhai::{Array, Dynamic, Map, NativeCallContext, Position};
     use serde_json::{Value, json};
@@ -305,7 +306,50 @@ mod support {
             namespace: option_text(options, "namespace"),
             kubeconfig: option_text(options, "kubeconfig").map(PathBuf::from),
             preset_kubeconfig: host.options().kubeconfig.clone(),
+            timeout: None,
         }
+    }
+
+    /// The `timeout` option of `kube::connect`: seconds, more than zero, at most a day.
+    pub(super) fn timeout_option(
+        options: &Map,
+        position: Position,
+    ) -> BindingResult<Option<Duration>> {
+        let Some(value) = options.get("timeout").filter(|value| !value.is_unit()) else {
+            return Ok(None);
+        };
+        let seconds = if let Ok(int) = value.as_int() {
+            int as f64
+        } else if let Ok(float) = value.as_float() {
+            float
+        } else {
+            return Err(script_fail(
+                Kind::Invalid,
+                format!(
+                    "option 'timeout' must be a number of seconds, not {}",
+                    value.type_name()
+                ),
+                position,
+            ));
+        };
+        if !(seconds > 0.0 && seconds <= 86_400.0) {
+            return Err(script_fail(
+                Kind::Invalid,
+                format!(
+                    "option 'timeout' must be more than 0 and at most 86400 seconds, not {seconds}"
+                ),
+                position,
+            ));
+        }
+        Ok(Some(Duration::from_secs_f64(seconds)))
+    }
+
+    /// Whether every nodePort named in `wanted` (old → new, at `indexes` of the ports list)
+    /// has its new value in `service`.
+    pub(super) fn ports_at(service: &Value, wanted: &[(i64, i64)], indexes: &[usize]) -> bool {
+        wanted.iter().zip(indexes).all(|((_, to), index)| {
+            service["spec"]["ports"][*index]["nodePort"].as_i64() == Some(*to)
+        })
     }
 
     pub(super) fn target(client: &KubeClient, kind: &str, name: &str) -> String {
@@ -481,8 +525,8 @@ pub mod kube_api {
     use serde_json::{Value, json};
 
     use super::support::{
-        apply_objects, checked_path, connect_options, fail, list_options, option_text, run_patch,
-        target, typed,
+        apply_objects, checked_path, connect_options, fail, list_options, option_text, ports_at,
+        run_patch, target, timeout_option, typed,
     };
     use super::{Kube, KubeObject};
     use crate::host::context::HostCtx;
@@ -490,19 +534,27 @@ pub mod kube_api {
     use crate::host::error::{BindingResult, script_fail};
     use crate::host::plan::PlanEntry;
     use crate::kind::Kind;
-    use crate::kube::{Condition, KubeClient, ListOptions, PatchType, SavedObject, objects::diff};
+    use crate::kube::{
+        Condition, ConnectOptions, KubeClient, ListOptions, PatchType, SavedObject, objects::diff,
+    };
 
     /// Connects to a cluster. Options: `context` (default: the kubeconfig's current one),
     /// `namespace` (default: the context's, else `default`), `kubeconfig` (a path; default:
-    /// the sandbox's, then `KUBECONFIG`, then `~/.kube/config`, then in-cluster).
+    /// the sandbox's, then `KUBECONFIG`, then `~/.kube/config`, then in-cluster), `timeout`
+    /// (seconds one request may take, default 30; reads and guarded writes that time out or
+    /// meet 429/5xx are sent again a few times, creates are not).
     ///
     /// ```rhai
-    /// let k = kube::connect(#{ context: "old", namespace: "default" });
+    /// let k = kube::connect(#{ context: "old", namespace: "default", timeout: 10 });
     /// ```
     #[rhai_fn(return_raw, volatile)]
     pub fn connect(call: NativeCallContext, options: Map) -> BindingResult<Kube> {
         let host = HostCtx::of(&call)?;
-        let options = connect_options(&host, &options);
+        let timeout = timeout_option(&options, call.call_position())?;
+        let options = ConnectOptions {
+            timeout,
+            ..connect_options(&host, &options)
+        };
         let client = host
             .block_on(
                 async move { KubeClient::connect(&options).await },
@@ -1126,7 +1178,8 @@ pub mod kube_api {
 
     /// Changes a Service's nodePorts by a map from old to new (`#{ "30650": 30649 }`), in one
     /// JSON patch under a resourceVersion precondition. Only the `nodePort` fields named
-    /// change. Returns the Service after the change.
+    /// change. Returns the Service after the change. When the patch fails but the ports are
+    /// found at their new values (an attempt that timed out had landed), it warns and succeeds.
     ///
     /// ```rhai
     /// k.swap_node_ports("pachd", #{ "30650": 30649, "30651": 30648 });
@@ -1170,6 +1223,7 @@ pub mod kube_api {
             .cloned()
             .unwrap_or_default();
         let mut operations = Vec::new();
+        let mut indexes = Vec::new();
         for (from, to) in &wanted {
             let index = ports
                 .iter()
@@ -1181,18 +1235,46 @@ pub mod kube_api {
                         position,
                     )
                 })?;
+            indexes.push(index);
             // `test` makes the patch fail rather than move the wrong port if the list changed.
             operations.push(json!({ "op": "test", "path": format!("/spec/ports/{index}/nodePort"), "value": from }));
             operations.push(json!({ "op": "replace", "path": format!("/spec/ports/{index}/nodePort"), "value": to }));
         }
-        let after = run_patch(
+        let patched = run_patch(
             &call,
             kube,
             "services",
             service,
             Value::Array(operations),
             PatchType::Json,
-        )?;
+        );
+        let after = match patched {
+            Ok(after) => after,
+            Err(error) => {
+                // A patch whose answer was lost (a timeout) may have landed; its resend then
+                // fails on the `test` of the old port. Ports that are already where they were
+                // to go mean the swap is done, whoever's request did it.
+                let (client, name) = (kube.client.clone(), service.to_owned());
+                let now = host.block_on(
+                    async move { client.get("services", &name, None).await },
+                    position,
+                )?;
+                match now {
+                    Ok(now) if ports_at(&now, &wanted, &indexes) => {
+                        host.warn(&format!(
+                            "the nodePort change of service {service} reported a failure ({}) \
+                             but is in place: an attempt whose answer was lost made it, or \
+                             someone else did",
+                            crate::host::error::HostError::find(&error)
+                                .map(|error| error.message)
+                                .unwrap_or_else(|| error.to_string())
+                        ));
+                        from_json(&now)
+                    }
+                    _ => return Err(error),
+                }
+            }
+        };
         let raw = to_json(Some(&call), &after);
         if raw.is_null() {
             return Ok(KubeObject::service(current));

@@ -1,6 +1,7 @@
 //! A Kubernetes client over kube-rs for any resource kind, found by name through discovery.
 //! Objects stay raw JSON (`serde_json::Value`) so nothing the server sent is lost or reordered.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +15,15 @@ use super::error::KubeError;
 /// How many times a write is retried after a 409 Conflict on a fresh read.
 const CONFLICT_ATTEMPTS: u32 = 5;
 
+/// How long one request may take when the connection sets no other limit.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many times in all a request is sent when its failures are transient.
+const TRANSIENT_ATTEMPTS: u32 = 4;
+
+/// The wait before the first resend; it doubles after each, with jitter.
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
 /// Where to connect.
 #[derive(Clone, Debug, Default)]
 pub struct ConnectOptions {
@@ -25,6 +35,187 @@ pub struct ConnectOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig path preset by the host (the sandbox); before `KUBECONFIG`.
     pub preset_kubeconfig: Option<PathBuf>,
+    /// How long one request may take ([`DEFAULT_REQUEST_TIMEOUT`] when absent). Watches are
+    /// bounded by their own timeout instead.
+    pub timeout: Option<Duration>,
+}
+
+/// How requests are bounded in time and resent after transient failures.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RetryPolicy {
+    /// The limit for one attempt.
+    timeout: Duration,
+    /// How many attempts in all.
+    attempts: u32,
+    /// The wait before the first resend.
+    first_backoff: Duration,
+}
+
+impl RetryPolicy {
+    fn with_timeout(timeout: Duration) -> RetryPolicy {
+        RetryPolicy {
+            timeout,
+            attempts: TRANSIENT_ATTEMPTS,
+            first_backoff: FIRST_BACKOFF,
+        }
+    }
+}
+
+/// Why one attempt of a request failed.
+#[derive(Debug)]
+enum AttemptError {
+    /// No complete answer within the policy's timeout; the request was abandoned (its
+    /// connection closed).
+    TimedOut,
+    /// The client library's error.
+    Kube(kube::Error),
+}
+
+/// What a failed attempt tells about the server having acted on the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Failure {
+    /// The server certainly did not act: 429 Too Many Requests, or no connection at all.
+    NotActedOn,
+    /// It may have: no answer in time, the connection broke off, or a 5xx.
+    Unknown,
+    /// A definite answer that sending again would not change.
+    Final,
+}
+
+impl AttemptError {
+    fn failure(&self) -> Failure {
+        match self {
+            AttemptError::TimedOut => Failure::Unknown,
+            AttemptError::Kube(kube::Error::Api(status)) => match status.code {
+                429 => Failure::NotActedOn,
+                500..=599 => Failure::Unknown,
+                _ => Failure::Final,
+            },
+            AttemptError::Kube(error @ (kube::Error::HyperError(_) | kube::Error::Service(_))) => {
+                if connection_refused(error) {
+                    Failure::NotActedOn
+                } else {
+                    Failure::Unknown
+                }
+            }
+            AttemptError::Kube(_) => Failure::Final,
+        }
+    }
+
+    fn is_not_found(&self) -> bool {
+        matches!(self, AttemptError::Kube(kube::Error::Api(status)) if status.code == 404)
+    }
+}
+
+/// Whether the connection was refused, so the request never reached a server.
+fn connection_refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
+}
+
+/// Whether a request may be sent again when an earlier attempt may have taken effect.
+/// Reads are safe; so are the writes this client sends with PUT and PATCH, because each
+/// either carries a resourceVersion precondition (a second copy meets 409 and the caller
+/// re-reads) or is a server-side apply (the same result however often it lands); and a
+/// DELETE, whose second copy finds the object gone. A PUT without a precondition could undo
+/// someone else's change made in between, and a POST (create) that did land would fail again
+/// with AlreadyExists, or with `generateName` make a second object: both are resent only
+/// after failures that prove the server never acted.
+fn resend_is_safe(method: &http::Method, body: &[u8]) -> bool {
+    match *method {
+        http::Method::GET | http::Method::HEAD | http::Method::PATCH | http::Method::DELETE => true,
+        http::Method::PUT => serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|object| resource_version(&object))
+            .is_some_and(|version| !version.is_empty()),
+        _ => false,
+    }
+}
+
+/// The Status a DELETE answers with, for a resend that found the object already gone.
+fn deleted_status() -> String {
+    json!({ "kind": "Status", "apiVersion": "v1", "status": "Success" }).to_string()
+}
+
+/// Sends a request through `attempt` until it succeeds, fails for good, or the policy's
+/// attempts run out. Returns the body, or the last failure and how many attempts were made.
+async fn send_retrying<F, Fut>(
+    policy: &RetryPolicy,
+    method: &http::Method,
+    body: &[u8],
+    mut attempt: F,
+) -> Result<String, (AttemptError, u32)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<String, kube::Error>>,
+{
+    let resend_safe = resend_is_safe(method, body);
+    let mut backoff = policy.first_backoff;
+    let mut outcome_unknown = false;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match tokio::time::timeout(policy.timeout, attempt()).await {
+            Ok(Ok(text)) => return Ok(text),
+            Ok(Err(error)) => AttemptError::Kube(error),
+            Err(_) => AttemptError::TimedOut,
+        };
+        // The earlier copy whose answer was lost did the deleting.
+        if *method == http::Method::DELETE && outcome_unknown && error.is_not_found() {
+            return Ok(deleted_status());
+        }
+        let failure = error.failure();
+        let resend = match failure {
+            Failure::NotActedOn => true,
+            Failure::Unknown => resend_safe,
+            Failure::Final => false,
+        };
+        if !resend || attempts >= policy.attempts {
+            return Err((error, attempts));
+        }
+        outcome_unknown |= failure == Failure::Unknown;
+        let jitter = rand::random_range(0.5..1.5);
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = backoff.saturating_mul(2);
+    }
+}
+
+/// The error a request ends with after its last attempt, naming the action and the server.
+fn final_error(
+    error: AttemptError,
+    attempts: u32,
+    action: &str,
+    server: &str,
+    timeout: Duration,
+) -> KubeError {
+    let error = match error {
+        AttemptError::TimedOut => KubeError::RequestTimeout {
+            action: action.to_owned(),
+            server: server.to_owned(),
+            seconds: timeout.as_secs_f64(),
+            attempts: super::error::Attempts(1),
+        },
+        AttemptError::Kube(error) => KubeError::from_kube(error, action, server),
+    };
+    error.after_attempts(attempts)
+}
+
+/// A copy of a request, to send it again.
+fn copy_request(request: &http::Request<Vec<u8>>) -> http::Request<Vec<u8>> {
+    let mut copy = http::Request::new(request.body().clone());
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    copy
 }
 
 /// One resource type the server serves, from discovery.
@@ -165,6 +356,7 @@ pub struct KubeClient {
     context: Arc<str>,
     namespace: Arc<str>,
     server: Arc<str>,
+    retry: RetryPolicy,
     resources: Arc<tokio::sync::OnceCell<Vec<ResourceInfo>>>,
 }
 
@@ -174,6 +366,7 @@ impl std::fmt::Debug for KubeClient {
             .field("context", &self.context)
             .field("namespace", &self.namespace)
             .field("server", &self.server)
+            .field("timeout", &self.retry.timeout)
             .finish()
     }
 }
@@ -337,6 +530,7 @@ impl KubeClient {
             context: context.into(),
             namespace: namespace.into(),
             server: server.trim_end_matches('/').into(),
+            retry: RetryPolicy::with_timeout(options.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT)),
             resources: Arc::new(tokio::sync::OnceCell::new()),
         };
         connected.version().await?;
@@ -366,15 +560,34 @@ impl KubeClient {
         }
     }
 
+    /// Sends one (non-watch) request under the connection's time limit, resending it after
+    /// transient failures when that is safe (see [`resend_is_safe`]), and returns the body.
+    async fn send(
+        &self,
+        action: &str,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<String, KubeError> {
+        let sent = send_retrying(&self.retry, request.method(), request.body(), || {
+            let client = self.client.clone();
+            let request = copy_request(&request);
+            async move { client.request_text(request).await }
+        })
+        .await;
+        sent.map_err(|(error, attempts)| {
+            final_error(error, attempts, action, &self.server, self.retry.timeout)
+        })
+    }
+
     async fn call(
         &self,
         action: &str,
         request: http::Request<Vec<u8>>,
     ) -> Result<Value, KubeError> {
-        self.client
-            .request::<Value>(request)
-            .await
-            .map_err(|error| KubeError::from_kube(error, action, &self.server))
+        let text = self.send(action, request).await?;
+        serde_json::from_str(&text).map_err(|error| KubeError::Other {
+            action: action.to_owned(),
+            message: format!("the answer from {} is not JSON: {error}", self.server),
+        })
     }
 
     /// The server's `gitVersion`, e.g. `v1.29.0`.
@@ -892,13 +1105,11 @@ impl KubeClient {
             None,
             Vec::new(),
         )?;
-        self.client.request_text(request).await.map_err(|error| {
-            KubeError::from_kube(
-                error,
-                &format!("read the log of pods/{pod} in namespace {namespace}"),
-                &self.server,
-            )
-        })
+        self.send(
+            &format!("read the log of pods/{pod} in namespace {namespace}"),
+            request,
+        )
+        .await
     }
 
     /// Watches a kind: the current objects as `ADDED` (or the changes after
@@ -1025,7 +1236,10 @@ impl KubeClient {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
     use super::*;
+    use crate::kind::{Kind, Kinded};
 
     #[test]
     fn preconditions_pin_the_fresh_resource_version_unless_the_caller_did() {
@@ -1049,6 +1263,229 @@ mod tests {
         .expect("ok");
         assert!(pinned);
         assert!(with_precondition(PatchType::Json, &json!({}), "1").is_err());
+    }
+
+    fn quick() -> RetryPolicy {
+        RetryPolicy {
+            timeout: Duration::from_millis(100),
+            attempts: TRANSIENT_ATTEMPTS,
+            first_backoff: Duration::from_millis(1),
+        }
+    }
+
+    fn status(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure("injected", reason)
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    fn refused() -> kube::Error {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        kube::Error::Service(Box::new(io))
+    }
+
+    /// What an attempt does: answer, fail, or never answer (a stalled request).
+    enum Step {
+        Answer,
+        Fail(fn() -> kube::Error),
+        Stall,
+    }
+
+    /// Sends once through `send_retrying` with attempts scripted by `steps` (the last repeats);
+    /// returns the outcome and how many attempts were made.
+    fn run(
+        method: http::Method,
+        body: &[u8],
+        steps: Vec<Step>,
+    ) -> (Result<String, (AttemptError, u32)>, u32) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let calls = AtomicU32::new(0);
+        let outcome = runtime.block_on(send_retrying(&quick(), &method, body, || {
+            let index = calls.fetch_add(1, Ordering::SeqCst) as usize;
+            let step = &steps[index.min(steps.len() - 1)];
+            let result = match step {
+                Step::Answer => Some(Ok("{}".to_owned())),
+                Step::Fail(error) => Some(Err(error())),
+                Step::Stall => None,
+            };
+            async move {
+                match result {
+                    Some(result) => result,
+                    None => std::future::pending().await,
+                }
+            }
+        }));
+        (outcome, calls.load(Ordering::SeqCst))
+    }
+
+    fn guarded_put() -> Vec<u8> {
+        json!({ "metadata": { "name": "pachd", "resourceVersion": "7" } })
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_read_that_stalls_is_abandoned_and_sent_again() {
+        let (outcome, calls) = run(http::Method::GET, &[], vec![Step::Stall, Step::Answer]);
+        assert_eq!(outcome.expect("answered"), "{}");
+        assert_eq!(calls, 2);
+    }
+
+    #[test]
+    fn guarded_writes_are_sent_again_after_timeouts_and_server_errors() {
+        for method in [http::Method::PATCH, http::Method::PUT] {
+            let (outcome, calls) = run(
+                method.clone(),
+                &guarded_put(),
+                vec![
+                    Step::Stall,
+                    Step::Fail(|| status(503, "ServiceUnavailable")),
+                    Step::Answer,
+                ],
+            );
+            assert!(outcome.is_ok(), "{method}");
+            assert_eq!(calls, 3, "{method}");
+        }
+    }
+
+    #[test]
+    fn transient_failures_give_up_after_the_last_attempt() {
+        let (outcome, calls) = run(
+            http::Method::PATCH,
+            &[],
+            vec![Step::Fail(|| status(500, "InternalError"))],
+        );
+        let (error, attempts) = outcome.expect_err("fails");
+        assert_eq!((calls, attempts), (TRANSIENT_ATTEMPTS, TRANSIENT_ATTEMPTS));
+        let error = final_error(
+            error,
+            attempts,
+            "patch services/pachd in namespace old",
+            "http://127.0.0.1:1",
+            Duration::from_secs(2),
+        );
+        assert_eq!(error.kind(), Kind::Failed);
+        assert_eq!(
+            error.to_string(),
+            "patch services/pachd in namespace old: the Kubernetes API server \
+             http://127.0.0.1:1 answered HTTP 500 (InternalError: injected); gave up after 4 attempts"
+        );
+    }
+
+    #[test]
+    fn a_request_that_never_answers_ends_as_a_timeout_naming_action_and_server() {
+        let (outcome, calls) = run(http::Method::GET, &[], vec![Step::Stall]);
+        let (error, attempts) = outcome.expect_err("times out");
+        assert_eq!(calls, TRANSIENT_ATTEMPTS);
+        let error = final_error(
+            error,
+            attempts,
+            "get services/pachd in namespace old",
+            "http://127.0.0.1:1",
+            Duration::from_secs(2),
+        );
+        assert_eq!(error.kind(), Kind::Timeout);
+        assert_eq!(
+            error.to_string(),
+            "get services/pachd in namespace old: the Kubernetes API server http://127.0.0.1:1 \
+             did not answer within 2s; gave up after 4 attempts"
+        );
+    }
+
+    #[test]
+    fn a_create_is_not_sent_again_when_it_may_have_landed() {
+        for failure in [Step::Stall, Step::Fail(|| status(500, "InternalError"))] {
+            let (outcome, calls) = run(http::Method::POST, &[], vec![failure, Step::Answer]);
+            assert!(outcome.is_err());
+            assert_eq!(calls, 1);
+        }
+    }
+
+    #[test]
+    fn a_create_is_sent_again_when_the_server_certainly_did_not_act() {
+        for failure in [
+            Step::Fail(|| status(429, "TooManyRequests")),
+            Step::Fail(refused),
+        ] {
+            let (outcome, calls) = run(http::Method::POST, &[], vec![failure, Step::Answer]);
+            assert!(outcome.is_ok());
+            assert_eq!(calls, 2);
+        }
+    }
+
+    #[test]
+    fn an_unguarded_put_is_not_sent_again_after_a_timeout() {
+        let body = json!({ "metadata": { "name": "pachd" } }).to_string();
+        let (outcome, calls) = run(
+            http::Method::PUT,
+            body.as_bytes(),
+            vec![Step::Stall, Step::Answer],
+        );
+        assert!(outcome.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn refusals_are_final_and_conflicts_go_back_to_the_caller() {
+        let refusals: [fn() -> kube::Error; 3] = [
+            || status(409, "Conflict"),
+            || status(404, "NotFound"),
+            || status(422, "Invalid"),
+        ];
+        for refusal in refusals {
+            let (outcome, calls) = run(
+                http::Method::PATCH,
+                &guarded_put(),
+                vec![Step::Fail(refusal), Step::Answer],
+            );
+            let (error, _) = outcome.expect_err("refused");
+            assert_eq!(calls, 1, "{error:?}");
+        }
+    }
+
+    #[test]
+    fn a_delete_resent_after_a_lost_answer_that_finds_the_object_gone_succeeded() {
+        let (outcome, calls) = run(
+            http::Method::DELETE,
+            &[],
+            vec![Step::Stall, Step::Fail(|| status(404, "NotFound"))],
+        );
+        assert!(outcome.is_ok());
+        assert_eq!(calls, 2);
+        let (outcome, _) = run(
+            http::Method::DELETE,
+            &[],
+            vec![Step::Fail(|| status(404, "NotFound"))],
+        );
+        assert!(outcome.is_err(), "a first 404 is a 404");
+    }
+
+    #[test]
+    fn transient_server_answers_keep_their_kind() {
+        for (code, reason, kind) in [
+            (503, "ServiceUnavailable", Kind::Unavailable),
+            (429, "TooManyRequests", Kind::Unavailable),
+            (504, "Timeout", Kind::Timeout),
+            (500, "InternalError", Kind::Failed),
+        ] {
+            let error = KubeError::from_kube(status(code, reason), "get x", "http://s");
+            assert_eq!(error.kind(), kind, "{code}");
+            assert!(error.to_string().contains("http://s"), "{error}");
+        }
+        let error = KubeError::from_kube(refused(), "get x", "http://s").after_attempts(3);
+        assert_eq!(error.kind(), Kind::Unavailable);
+        assert!(
+            error
+                .to_string()
+                .starts_with("get x: cannot reach the Kubernetes API server http://s")
+                && error.to_string().ends_with("; gave up after 3 attempts"),
+            "{error}"
+        );
     }
 
     #[test]

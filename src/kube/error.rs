@@ -23,13 +23,50 @@ pub enum KubeError {
         /// The contexts it has.
         known: String,
     },
-    /// The API server could not be reached.
-    #[error("reach the Kubernetes API server {server}: {message}")]
+    /// The API server could not be reached, or the connection broke off.
+    #[error("{action}: cannot reach the Kubernetes API server {server}: {message}{attempts}")]
     Unreachable {
+        /// What was attempted.
+        action: String,
         /// The server URL.
         server: String,
         /// Why.
         message: String,
+        /// How many times the request was sent.
+        attempts: Attempts,
+    },
+    /// The API server did not answer a request within the connection's time limit.
+    #[error(
+        "{action}: the Kubernetes API server {server} did not answer within {seconds}s{attempts}"
+    )]
+    RequestTimeout {
+        /// What was attempted.
+        action: String,
+        /// The server URL.
+        server: String,
+        /// The limit per request.
+        seconds: f64,
+        /// How many times the request was sent.
+        attempts: Attempts,
+    },
+    /// The API server (or a proxy in front of it) failed the request with 429 or a 5xx: a
+    /// condition that may pass, unlike the refusals in [`KubeError::Api`].
+    #[error(
+        "{action}: the Kubernetes API server {server} answered HTTP {code} ({reason}: {message}){attempts}"
+    )]
+    ServerError {
+        /// What was attempted.
+        action: String,
+        /// The server URL.
+        server: String,
+        /// The `reason` of the Status body (`Unknown` when the body was not a Status).
+        reason: String,
+        /// The message (the body's text when it was not a Status).
+        message: String,
+        /// The HTTP status code.
+        code: u16,
+        /// How many times the request was sent.
+        attempts: Attempts,
     },
     /// The API server refused the request.
     #[error("{action}: {message} ({reason}, HTTP {code})")]
@@ -97,25 +134,47 @@ impl Kinded for KubeError {
             KubeError::Config { .. } => Kind::Usage,
             KubeError::NoContext { .. } => Kind::NotFound,
             KubeError::Unreachable { .. } => Kind::Unavailable,
-            KubeError::Api { reason, code, .. } => match (reason.as_str(), code) {
-                ("NotFound", _) | (_, 404) => Kind::NotFound,
-                ("AlreadyExists", _) => Kind::AlreadyExists,
-                ("Conflict", _) | ("Expired" | "Gone", _) => Kind::Conflict,
-                ("Invalid" | "BadRequest" | "UnsupportedMediaType" | "MethodNotAllowed", _) => {
-                    Kind::Invalid
-                }
-                ("Forbidden", _) => Kind::PermissionDenied,
-                ("Unauthorized", _) => Kind::Unauthenticated,
-                ("Timeout", _) => Kind::Timeout,
-                ("ServiceUnavailable", _) => Kind::Unavailable,
-                _ => Kind::Failed,
-            },
+            KubeError::RequestTimeout { .. } => Kind::Timeout,
+            KubeError::Api { reason, code, .. } | KubeError::ServerError { reason, code, .. } => {
+                status_kind(reason, *code)
+            }
             KubeError::UnknownKind { .. } => Kind::NotFound,
             KubeError::Invalid(_) => Kind::Invalid,
             KubeError::Timeout { .. } => Kind::Timeout,
             KubeError::KeptChanging { .. } => Kind::Conflict,
             KubeError::Io { .. } => Kind::Io,
             KubeError::Other { .. } => Kind::Failed,
+        }
+    }
+}
+
+/// The kind of a Status the API server answered with.
+fn status_kind(reason: &str, code: u16) -> Kind {
+    match (reason, code) {
+        ("NotFound", _) | (_, 404) => Kind::NotFound,
+        ("AlreadyExists", _) => Kind::AlreadyExists,
+        ("Conflict", _) | ("Expired" | "Gone", _) => Kind::Conflict,
+        ("Invalid" | "BadRequest" | "UnsupportedMediaType" | "MethodNotAllowed", _) => {
+            Kind::Invalid
+        }
+        ("Forbidden", _) => Kind::PermissionDenied,
+        ("Unauthorized", _) => Kind::Unauthenticated,
+        ("Timeout", _) | (_, 504) => Kind::Timeout,
+        ("ServiceUnavailable" | "TooManyRequests", _) | (_, 429 | 503) => Kind::Unavailable,
+        _ => Kind::Failed,
+    }
+}
+
+/// How many times a request was sent, shown in a message only when it was more than once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Attempts(pub u32);
+
+impl std::fmt::Display for Attempts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0 > 1 {
+            write!(f, "; gave up after {} attempts", self.0)
+        } else {
+            Ok(())
         }
     }
 }
@@ -131,22 +190,49 @@ impl KubeError {
         matches!(self, KubeError::Api { code: 404, .. })
     }
 
+    /// Records that the request was sent `count` times before this error.
+    pub fn after_attempts(mut self, count: u32) -> Self {
+        match &mut self {
+            KubeError::Unreachable { attempts, .. }
+            | KubeError::RequestTimeout { attempts, .. }
+            | KubeError::ServerError { attempts, .. } => *attempts = Attempts(count),
+            _ => {}
+        }
+        self
+    }
+
     /// Converts a kube-rs error for `action` against `server`.
     pub fn from_kube(error: kube::Error, action: &str, server: &str) -> Self {
         match error {
-            kube::Error::Api(status) => KubeError::Api {
-                action: action.to_owned(),
-                reason: if status.reason.is_empty() {
+            kube::Error::Api(status) => {
+                let reason = if status.reason.is_empty() {
                     "Unknown".to_owned()
                 } else {
                     status.reason.clone()
-                },
-                message: status.message.clone(),
-                code: status.code,
-            },
+                };
+                if status.code == 429 || status.code >= 500 {
+                    KubeError::ServerError {
+                        action: action.to_owned(),
+                        server: server.to_owned(),
+                        reason,
+                        message: status.message.clone(),
+                        code: status.code,
+                        attempts: Attempts(1),
+                    }
+                } else {
+                    KubeError::Api {
+                        action: action.to_owned(),
+                        reason,
+                        message: status.message.clone(),
+                        code: status.code,
+                    }
+                }
+            }
             kube::Error::HyperError(_) | kube::Error::Service(_) => KubeError::Unreachable {
+                action: action.to_owned(),
                 server: server.to_owned(),
                 message: crate::kind::chain_text(&error),
+                attempts: Attempts(1),
             },
             other => KubeError::Other {
                 action: action.to_owned(),

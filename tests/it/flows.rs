@@ -11,7 +11,7 @@ use crate::backup::fixture;
 use crate::support::{Outcome, ankus_bin, temp_dir};
 
 /// A running `ankus sandbox`, killed on drop.
-pub struct SandboxProcess {
+pub(crate) struct SandboxProcess {
     child: Child,
     /// Its directory.
     pub dir: PathBuf,
@@ -134,7 +134,7 @@ fn uuid_like() -> String {
 }
 
 /// What a user checks after a failed run: the old cluster serves again.
-fn assert_old_cluster_serving(sandbox: &SandboxProcess, work: &Path, context: &str) {
+pub(crate) fn assert_old_cluster_serving(sandbox: &SandboxProcess, work: &Path, context: &str) {
     let state = sandbox.eval(
         work,
         r#"

@@ -105,7 +105,7 @@ impl Drop for Cluster {
     }
 }
 
-fn kubectl_path() -> PathBuf {
+pub(crate) fn kubectl_path() -> PathBuf {
     let found = std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|dir| dir.join("kubectl"))
@@ -838,7 +838,7 @@ fn bad_input_fails_with_the_servers_reason_and_the_object_named() {
     );
     assert!(
         text("unreachable")
-            .starts_with("unavailable: reach the Kubernetes API server http://127.0.0.1:9"),
+            .starts_with("unavailable: read the server version: cannot reach the Kubernetes API server http://127.0.0.1:9"),
         "{}",
         text("unreachable")
     );

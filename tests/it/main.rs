@@ -7,6 +7,7 @@ mod flows;
 mod host;
 mod hostile;
 mod kube;
+mod kube_faults;
 mod pachd_client;
 mod python_conformance;
 mod repl;
