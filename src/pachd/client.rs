@@ -18,7 +18,7 @@ use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::address::{PachdAddress, Transport};
-use super::codec::{AbortableCodec, RawCodec, restore_request_for_op};
+use super::codec::{AbortableCodec, RawCodec};
 pub use super::config::Target;
 use super::config::{self, ConfigEnv, ResolvedContext};
 use super::error::PachdError;
@@ -1246,7 +1246,7 @@ impl PachdClient {
         let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
         let seen = failure.clone();
         let outgoing = ops.map(move |item| match item {
-            Ok(op) => Ok(restore_request_for_op(&op)),
+            Ok(op) => Ok(op),
             Err(error) => {
                 let reason = error.to_string();
                 if let Ok(mut slot) = seen.lock() {

@@ -1,7 +1,7 @@
 //! A pass-through gRPC codec, so extract and restore forward `admin.Op` messages byte for
 //! byte (never decoded and re-encoded), plus the one piece of protobuf framing restore needs.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
@@ -52,9 +52,12 @@ impl Decoder for RawDecoder {
     }
 }
 
-/// A raw codec for client streams that may have to be abandoned: an `Err(reason)` item makes
-/// the encoder fail, which resets the HTTP/2 stream with INTERNAL_ERROR. A plain cancel would
-/// not do: hyper-based servers read a CANCEL reset as the clean end of the request stream.
+/// The codec of restore streams: each item is a serialized `admin.Op`, written as the
+/// `admin.RestoreRequest` that holds it (see [`put_restore_request`]) straight into the
+/// outgoing buffer, so a 10 MiB block op is copied once. The stream may have to be abandoned:
+/// an `Err(reason)` item makes the encoder fail, which resets the HTTP/2 stream with
+/// INTERNAL_ERROR. A plain cancel would not do: hyper-based servers read a CANCEL reset as the
+/// clean end of the request stream.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct AbortableCodec;
 
@@ -87,8 +90,8 @@ impl Encoder for AbortableEncoder {
         dst: &mut EncodeBuf<'_>,
     ) -> Result<(), Status> {
         match item {
-            Ok(bytes) => {
-                dst.put(bytes);
+            Ok(op) => {
+                put_restore_request(&op, dst);
                 Ok(())
             }
             Err(reason) => Err(Status::aborted(reason)),
@@ -96,14 +99,12 @@ impl Encoder for AbortableEncoder {
     }
 }
 
-/// Wraps serialized `admin.Op` bytes as a serialized `admin.RestoreRequest{op = 1}`: the tag
+/// Writes serialized `admin.Op` bytes as a serialized `admin.RestoreRequest{op = 1}`: the tag
 /// byte 0x0a (field 1, length-delimited), the varint length, then the op bytes unchanged.
-pub fn restore_request_for_op(op: &[u8]) -> Bytes {
-    let mut buffer = BytesMut::with_capacity(op.len() + 11);
-    buffer.put_u8(0x0a);
-    prost::encoding::encode_varint(op.len() as u64, &mut buffer);
-    buffer.put_slice(op);
-    buffer.freeze()
+pub fn put_restore_request(op: &[u8], dst: &mut impl BufMut) {
+    dst.put_u8(0x0a);
+    prost::encoding::encode_varint(op.len() as u64, dst);
+    dst.put_slice(op);
 }
 
 #[cfg(test)]
@@ -113,6 +114,7 @@ mod tests {
     use super::*;
     use crate::proto::admin::{Op, Op111, RestoreRequest};
     use crate::proto::pfs_1_11::{CreateRepoRequest, Repo};
+    use bytes::BytesMut;
 
     #[test]
     fn wrapped_op_decodes_as_the_restore_request_prost_would_build() {
@@ -130,7 +132,8 @@ mod tests {
             ..Op::default()
         };
         let op_bytes = op.encode_to_vec();
-        let wrapped = restore_request_for_op(&op_bytes);
+        let mut wrapped = BytesMut::new();
+        put_restore_request(&op_bytes, &mut wrapped);
         let expected = RestoreRequest {
             op: Some(op),
             url: String::new(),
@@ -141,6 +144,8 @@ mod tests {
 
     #[test]
     fn empty_op_is_a_present_empty_field() {
-        assert_eq!(restore_request_for_op(&[]).as_ref(), &[0x0a, 0x00]);
+        let mut wrapped = BytesMut::new();
+        put_restore_request(&[], &mut wrapped);
+        assert_eq!(wrapped.as_ref(), &[0x0a, 0x00]);
     }
 }
