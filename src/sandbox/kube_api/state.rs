@@ -3,7 +3,7 @@
 //! replay, validation, and the small controllers that turn Deployments, StatefulSets,
 //! ReplicaSets and ReplicationControllers into pods.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::future::BoxFuture;
@@ -209,6 +209,58 @@ fn owned_by(object: &Value, uid: &str) -> bool {
         .is_some_and(|owners| owners.iter().any(|owner| owner["uid"] == uid))
 }
 
+/// The uids of ReplicaSets and ReplicationControllers in `namespace` whose pods or status the
+/// changes in `events` may have unsettled, or `None` when every owner must be checked (the
+/// namespace itself changed, or a write made no change there).
+fn touched_owners(namespace: &str, events: &[WatchEvent]) -> Option<HashSet<String>> {
+    let mut touched = HashSet::new();
+    let mut any = false;
+    for event in events {
+        if event.resource.kind == "Namespace" && event.name() == namespace {
+            return None;
+        }
+        if !event.resource.namespaced || event.namespace() != namespace {
+            continue;
+        }
+        any = true;
+        match event.resource.plural {
+            "replicasets" | "replicationcontrollers" => {
+                if let Some(uid) = event.object["metadata"]["uid"].as_str() {
+                    touched.insert(uid.to_owned());
+                }
+            }
+            "pods" => {
+                for owner in event.object["metadata"]["ownerReferences"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(uid) = owner["uid"].as_str() {
+                        touched.insert(uid.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    any.then_some(touched)
+}
+
+/// The status a ReplicaSet or ReplicationController reports once its pods match it.
+fn replica_status(owner: &Value) -> Value {
+    let replicas = replicas_of(owner);
+    if replicas == 0 {
+        return json!({ "replicas": 0, "observedGeneration": owner["metadata"]["generation"] });
+    }
+    json!({
+        "replicas": replicas,
+        "fullyLabeledReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
+        "observedGeneration": owner["metadata"]["generation"],
+    })
+}
+
 fn res(plural: &str, group: &str) -> &'static ResourceType {
     resources::RESOURCES
         .iter()
@@ -233,14 +285,23 @@ impl Store {
     }
 
     fn list_in(&self, resource: &ResourceType, namespace: &str) -> Vec<Value> {
+        self.iter_in(resource, namespace).cloned().collect()
+    }
+
+    /// The objects of one type in one namespace, borrowed: controllers pick a few out of
+    /// thousands (a pipeline's pods among every worker pod) without copying the rest.
+    fn iter_in<'a>(
+        &'a self,
+        resource: &ResourceType,
+        namespace: &str,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
         let prefix = ObjectKey::new(resource, namespace, "");
         self.objects
             .range(prefix.clone()..)
-            .take_while(|(key, _)| {
+            .take_while(move |(key, _)| {
                 key.resource == prefix.resource && key.namespace == prefix.namespace
             })
-            .map(|(_, object)| object.clone())
-            .collect()
+            .map(|(_, object)| object)
     }
 
     /// Stores `object` with a fresh resourceVersion and records the event.
@@ -298,7 +359,10 @@ impl Store {
             events,
         );
         // Dependents go with their owner, as the garbage collector does in the background.
-        if let Some(uid) = object["metadata"]["uid"].as_str().map(str::to_owned) {
+        // Nothing here is owned by a pod or an event, and those are what a thousand worker
+        // pods following their pipelines remove: skip the scan of every object for them.
+        let owns_nothing = matches!(resource.plural, "pods" | "events");
+        if !owns_nothing && let Some(uid) = object["metadata"]["uid"].as_str().map(str::to_owned) {
             let dependents: Vec<(ObjectKey, &'static ResourceType)> = self
                 .objects
                 .iter()
@@ -736,12 +800,56 @@ impl Store {
         for deployment in self.list_in(deployments, namespace) {
             self.reconcile_deployment(deployment, events);
         }
-        for replica_set in self.list_in(replica_sets, namespace) {
-            self.reconcile_pods(replica_sets, replica_set, events);
+        // Only owners whose pods or status are off are reconciled, from an index of pods by
+        // owner built once per pass: with a pipeline's worth of controllers (a thousand),
+        // copying or scanning every pod and controller on every write made each write
+        // quadratic, and pausing a thousand pipelines took minutes.
+        let mut by_owner: HashMap<String, Vec<(String, String)>> = HashMap::new();
+        for pod in self.iter_in(res("pods", ""), namespace) {
+            for owner in pod["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(uid) = owner["uid"].as_str() {
+                    by_owner.entry(uid.to_owned()).or_default().push((
+                        pod["metadata"]["creationTimestamp"]
+                            .as_str()
+                            .unwrap_or("")
+                            .to_owned(),
+                        name_of(pod).to_owned(),
+                    ));
+                }
+            }
         }
         let controllers = res("replicationcontrollers", "");
-        for controller in self.list_in(controllers, namespace) {
-            self.reconcile_pods(controllers, controller, events);
+        // The owners this write can have unsettled: those it changed and those of the pods
+        // it changed. Everything else was settled by the pass after the previous write.
+        let touched = touched_owners(namespace, events);
+        let mut stale = Vec::new();
+        for resource in [replica_sets, controllers] {
+            for owner in self.iter_in(resource, namespace) {
+                let uid = owner["metadata"]["uid"].as_str().unwrap_or("");
+                if touched
+                    .as_ref()
+                    .is_some_and(|touched| !touched.contains(uid))
+                {
+                    continue;
+                }
+                let count = by_owner.get(uid).map_or(0, Vec::len);
+                let settled = i64::try_from(count).is_ok_and(|count| count == replicas_of(owner))
+                    && owner.get("status") == Some(&replica_status(owner));
+                if !settled {
+                    stale.push((resource, owner.clone()));
+                }
+            }
+        }
+        for (resource, owner) in stale {
+            let current = owner["metadata"]["uid"]
+                .as_str()
+                .and_then(|uid| by_owner.remove(uid))
+                .unwrap_or_default();
+            self.reconcile_pods(resource, owner, current, events);
         }
         let stateful_sets = res("statefulsets", "apps");
         for stateful_set in self.list_in(stateful_sets, namespace) {
@@ -860,21 +968,24 @@ impl Store {
         events: &mut Vec<WatchEvent>,
     ) {
         let namespace = object["metadata"]["namespace"].as_str().unwrap_or("");
-        let Some(current) = self.get(resource, namespace, name_of(object)).cloned() else {
+        let Some(current) = self.get(resource, namespace, name_of(object)) else {
             return;
         };
         // Timestamps in conditions would make every pass a change; compare without them.
         if current.get("status") != Some(&status) {
-            let mut updated = current;
+            let mut updated = current.clone();
             updated["status"] = status;
             self.put(resource, updated, events);
         }
     }
 
+    /// Brings one ReplicaSet's or ReplicationController's pods (creation time and name of
+    /// each) to its replica count, then its status.
     fn reconcile_pods(
         &mut self,
         resource: &'static ResourceType,
         owner: Value,
+        mut current: Vec<(String, String)>,
         events: &mut Vec<WatchEvent>,
     ) {
         let pods = res("pods", "");
@@ -882,23 +993,13 @@ impl Store {
             .as_str()
             .unwrap_or("")
             .to_owned();
-        let uid = owner["metadata"]["uid"].as_str().unwrap_or("").to_owned();
         let replicas = replicas_of(&owner);
-        let mut current: Vec<Value> = self
-            .list_in(pods, &namespace)
-            .into_iter()
-            .filter(|pod| owned_by(pod, &uid))
-            .collect();
-        current.sort_by(|a, b| {
-            a["metadata"]["creationTimestamp"]
-                .as_str()
-                .cmp(&b["metadata"]["creationTimestamp"].as_str())
-        });
+        current.sort();
         let count = i64::try_from(current.len()).unwrap_or(i64::MAX);
         if count > replicas {
             let extra = usize::try_from(count - replicas).unwrap_or(0);
-            for pod in current.iter().rev().take(extra) {
-                self.remove(pods, &namespace, name_of(pod), events);
+            for (_, pod) in current.iter().rev().take(extra) {
+                self.remove(pods, &namespace, pod, events);
             }
         }
         for _ in count..replicas {
@@ -912,18 +1013,7 @@ impl Store {
                 events,
             );
         }
-        let mut status = json!({
-            "replicas": replicas,
-            "fullyLabeledReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-            "observedGeneration": owner["metadata"]["generation"],
-        });
-        if replicas == 0 {
-            status =
-                json!({ "replicas": 0, "observedGeneration": owner["metadata"]["generation"] });
-        }
-        self.set_status(resource, &owner, status, events);
+        self.set_status(resource, &owner, replica_status(&owner), events);
     }
 
     fn reconcile_stateful_set(&mut self, stateful_set: Value, events: &mut Vec<WatchEvent>) {
@@ -938,16 +1028,20 @@ impl Store {
             .unwrap_or("")
             .to_owned();
         let replicas = replicas_of(&stateful_set);
-        for pod in self.list_in(pods, &namespace) {
-            if !owned_by(&pod, &uid) {
-                continue;
-            }
-            let ordinal = name_of(&pod)
-                .strip_prefix(&format!("{name}-"))
-                .and_then(|rest| rest.parse::<i64>().ok());
-            if ordinal.is_none_or(|ordinal| ordinal >= replicas) {
-                self.remove(pods, &namespace, name_of(&pod), events);
-            }
+        let prefix = format!("{name}-");
+        let extra: Vec<String> = self
+            .iter_in(pods, &namespace)
+            .filter(|pod| owned_by(pod, &uid))
+            .map(name_of)
+            .filter(|pod| {
+                pod.strip_prefix(&prefix)
+                    .and_then(|rest| rest.parse::<i64>().ok())
+                    .is_none_or(|ordinal| ordinal >= replicas)
+            })
+            .map(str::to_owned)
+            .collect();
+        for pod in extra {
+            self.remove(pods, &namespace, &pod, events);
         }
         for ordinal in 0..replicas {
             let pod_name = format!("{name}-{ordinal}");
@@ -1642,30 +1736,33 @@ impl KubeState {
     ) -> Result<(), ApiError> {
         let controllers = res("replicationcontrollers", "");
         let name = format!("pipeline-{pipeline}-v1");
-        match self.get(controllers, namespace, &name) {
-            Ok(_) => {
-                let body = json!({ "spec": { "replicas": replicas } }).to_string();
-                let options = WriteOptions {
-                    field_manager: "pachd".to_owned(),
-                    ..WriteOptions::default()
-                };
-                self.patch(
-                    controllers,
-                    namespace,
-                    &name,
-                    PatchKind::Merge,
-                    body.as_bytes(),
-                    &options,
-                )
-                .await?;
-            }
-            Err(_) => {
-                self.create_object(super::seed::worker_controller(
+        if self.get(controllers, namespace, &name).is_err() {
+            match self
+                .create_object(super::seed::worker_controller(
                     namespace, pipeline, replicas, image,
                 ))
-                .await?;
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Another state change of the same pipeline created it meanwhile: scale it.
+                Err(error) if error.reason == "AlreadyExists" => {}
+                Err(error) => return Err(error),
             }
         }
+        let body = json!({ "spec": { "replicas": replicas } }).to_string();
+        let options = WriteOptions {
+            field_manager: "pachd".to_owned(),
+            ..WriteOptions::default()
+        };
+        self.patch(
+            controllers,
+            namespace,
+            &name,
+            PatchKind::Merge,
+            body.as_bytes(),
+            &options,
+        )
+        .await?;
         Ok(())
     }
 
