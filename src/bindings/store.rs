@@ -715,6 +715,9 @@ pub mod store_api {
     /// `allow_http`, `anonymous`, `imds`, `create` (file://), or any `aws_*` key. For
     /// s3/gs/az, `request_timeout` (seconds, default 120) is how long a request may wait for
     /// its response, or for more of the response body, before it is abandoned and retried.
+    /// For s3, `list_page` (default 10000) is how many keys each list request asks for:
+    /// AWS answers at most 1,000 whatever is asked, servers that allow more answer in fewer
+    /// requests, and one that refuses the size is asked for 1,000 instead.
     ///
     /// ```rhai
     /// let s = store::open("s3://backups", #{ endpoint: "http://127.0.0.1:9000", region: "us-east-1" });

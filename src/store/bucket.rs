@@ -248,7 +248,11 @@ impl Bucket {
 
     /// The key of a store path, relative to the prefix.
     pub fn key_of(&self, path: &Path) -> String {
-        let raw = path.as_ref();
+        self.relative_key(path.as_ref())
+    }
+
+    /// A full key made relative to the prefix.
+    fn relative_key(&self, raw: &str) -> String {
         if self.url.prefix.is_empty() {
             return raw.to_owned();
         }
@@ -281,6 +285,9 @@ impl Bucket {
             Some((folder, _)) => (folder.to_owned(), prefix.to_owned()),
             None => (String::new(), prefix.to_owned()),
         };
+        if self.s3.is_some() {
+            return self.list_s3(prefix.to_owned(), folder);
+        }
         let list_path = match (self.url.prefix.is_empty(), folder.is_empty()) {
             (true, true) => None,
             _ => match self.path(&folder) {
@@ -298,9 +305,103 @@ impl Bucket {
             .boxed()
     }
 
+    /// The S3 key prefix of a relative one: the store's prefix joined in front.
+    fn s3_prefix(&self, relative: &str) -> String {
+        match (self.url.prefix.is_empty(), relative.is_empty()) {
+            (true, _) => relative.to_owned(),
+            (false, true) => format!("{}/", self.url.prefix),
+            (false, false) => format!("{}/{relative}", self.url.prefix),
+        }
+    }
+
+    /// `list` on S3: ListObjectsV2 pages of `list_page` keys, one request at a time.
+    fn list_s3(
+        &self,
+        prefix: String,
+        folder: String,
+    ) -> BoxStream<'static, Result<Entry, StoreError>> {
+        let this = self.clone();
+        let full = self.s3_prefix(&prefix);
+        // The first state is "no token yet"; `None` after the last page ends the stream.
+        futures::stream::try_unfold(Some(None::<String>), move |state| {
+            let this = this.clone();
+            let (full, folder) = (full.clone(), folder.clone());
+            async move {
+                let Some(token) = state else {
+                    return Ok(None);
+                };
+                let page = this
+                    .s3_page(&full, false, token.as_deref(), &folder)
+                    .await?;
+                let entries: Vec<Result<Entry, StoreError>> = page
+                    .objects
+                    .into_iter()
+                    .map(|object| Ok(this.listed_entry(object)))
+                    .collect();
+                Ok(Some((futures::stream::iter(entries), page.next.map(Some))))
+            }
+        })
+        .try_flatten()
+        .boxed()
+    }
+
+    async fn s3_page(
+        &self,
+        full_prefix: &str,
+        delimited: bool,
+        token: Option<&str>,
+        folder: &str,
+    ) -> Result<super::s3::ListPage, StoreError> {
+        let Some(target) = &self.s3 else {
+            return Err(StoreError::Refused(
+                format!("list {}: not an S3 store", self.url),
+                crate::kind::Kind::Invalid,
+            ));
+        };
+        target
+            .list_page(full_prefix, delimited, token)
+            .await
+            .map_err(|failure| failure.into_error("list", self.url.join(folder)))
+    }
+
+    fn listed_entry(&self, object: super::s3::ListedObject) -> Entry {
+        Entry {
+            key: self.relative_key(&object.key),
+            size: object.size,
+            etag: object.etag.map(|etag| etag.trim_matches('"').to_owned()),
+            last_modified: object
+                .last_modified
+                .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+                .map(|stamp| stamp.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
     /// Lists one folder level: the objects directly in `folder` and the sub-folders.
     pub async fn list_folder(&self, folder: &str) -> Result<(Vec<Entry>, Vec<String>), StoreError> {
         let folder = folder.trim_end_matches('/');
+        if self.s3.is_some() {
+            let full = self.s3_prefix(&if folder.is_empty() {
+                String::new()
+            } else {
+                format!("{folder}/")
+            });
+            let (mut entries, mut folders) = (Vec::new(), Vec::new());
+            let mut token = None;
+            loop {
+                let page = self.s3_page(&full, true, token.as_deref(), folder).await?;
+                entries.extend(page.objects.into_iter().map(|o| self.listed_entry(o)));
+                folders.extend(
+                    page.prefixes
+                        .iter()
+                        .map(|prefix| self.relative_key(prefix.trim_end_matches('/'))),
+                );
+                match page.next {
+                    Some(next) => token = Some(next),
+                    None => return Ok((entries, folders)),
+                }
+            }
+        }
         let list_path = match (self.url.prefix.is_empty(), folder.is_empty()) {
             (true, true) => None,
             _ => Some(self.path(folder)?),

@@ -105,33 +105,31 @@ impl StoreError {
     ) -> Self {
         let text = crate::kind::chain_text(&error);
         let code = s3_error_code(&text);
-        let (kind, detail) = match (&error, code.as_deref()) {
-            (_, Some("NoSuchBucket")) => (Kind::NotFound, "the bucket does not exist".to_owned()),
-            (_, Some("NoSuchKey")) | (object_store::Error::NotFound { .. }, _) => {
-                (Kind::NotFound, "no such object".to_owned())
-            }
-            (_, Some(code @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch"))) => (
-                Kind::Unauthenticated,
-                format!("the credentials were rejected ({code})"),
-            ),
-            (_, Some("AccessDenied")) | (object_store::Error::PermissionDenied { .. }, _) => {
+        if let Some((kind, detail)) = code.as_deref().and_then(describe_s3_code) {
+            return StoreError::Request {
+                action,
+                target: target.into(),
+                kind,
+                detail,
+            };
+        }
+        let (kind, detail) = match &error {
+            object_store::Error::NotFound { .. } => (Kind::NotFound, "no such object".to_owned()),
+            object_store::Error::PermissionDenied { .. } => {
                 (Kind::PermissionDenied, "access denied".to_owned())
             }
-            (object_store::Error::Unauthenticated { .. }, _) => (
+            object_store::Error::Unauthenticated { .. } => (
                 Kind::Unauthenticated,
                 "the credentials were rejected".to_owned(),
             ),
-            (object_store::Error::AlreadyExists { .. }, _) => {
+            object_store::Error::AlreadyExists { .. } => {
                 (Kind::AlreadyExists, "the object already exists".to_owned())
             }
-            (object_store::Error::Precondition { .. }, _) => {
+            object_store::Error::Precondition { .. } => {
                 (Kind::Conflict, "the object changed meanwhile".to_owned())
             }
-            (
-                object_store::Error::NotSupported { .. }
-                | object_store::Error::NotImplemented { .. },
-                _,
-            ) => (
+            object_store::Error::NotSupported { .. }
+            | object_store::Error::NotImplemented { .. } => (
                 Kind::Failed,
                 format!("not supported by this store: {}", first_line(&text)),
             ),
@@ -155,6 +153,20 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// What an S3 error code means to a user, for the codes that need no further detail.
+pub(crate) fn describe_s3_code(code: &str) -> Option<(Kind, String)> {
+    Some(match code {
+        "NoSuchBucket" => (Kind::NotFound, "the bucket does not exist".to_owned()),
+        "NoSuchKey" => (Kind::NotFound, "no such object".to_owned()),
+        "InvalidAccessKeyId" | "SignatureDoesNotMatch" => (
+            Kind::Unauthenticated,
+            format!("the credentials were rejected ({code})"),
+        ),
+        "AccessDenied" => (Kind::PermissionDenied, "access denied".to_owned()),
+        _ => return None,
+    })
 }
 
 /// The `<Code>` of an S3 XML error body inside `text`, if there is one.

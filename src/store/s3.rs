@@ -1,20 +1,36 @@
 //! S3 specifics: building the `object_store` client from the environment and options the way
 //! the AWS tools read them, and the requests `object_store` does not make: server-side copy
-//! between two buckets (CopyObject, and UploadPartCopy above the single-copy limit).
+//! between two buckets (CopyObject, and UploadPartCopy above the single-copy limit), and
+//! listings that ask for pages larger than 1,000 keys (`object_store` cannot set `max-keys`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
 use object_store::RetryConfig;
 use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthorizer};
 use object_store::client::{HttpClient, HttpConnector, HttpRequest};
 
-use super::error::{StoreError, s3_error_code};
+use super::error::{StoreError, describe_s3_code, s3_error_code};
 use super::http::{CountingConnector, TransientCounter, client_options, request_timeout};
 use super::location::{StoreOptions, StoreUrl, option_bool};
 use crate::kind::Kind;
 
 /// The largest object a single CopyObject may copy.
 pub const MAX_SINGLE_COPY: u64 = 5 << 30;
+
+/// Keys asked for per ListObjectsV2 request unless the `list_page` option says otherwise.
+/// AWS S3, MinIO and Ceph answer at most 1,000 whatever is asked; servers that allow more
+/// (s3s-fs, Ceph with a raised `rgw_max_listing_results`) then answer in fewer requests, and
+/// some of them walk the whole bucket for every page.
+pub const DEFAULT_LIST_PAGE: u32 = 10_000;
+
+/// The page size every S3 server accepts.
+const STANDARD_LIST_PAGE: u32 = 1_000;
+
+/// Attempts per list request when the failure is transient (5xx, SlowDown, a dropped or
+/// timed-out connection).
+const LIST_ATTEMPTS: u32 = 5;
 
 /// Where an S3 bucket lives and how to sign requests to it.
 pub struct S3Target {
@@ -25,6 +41,8 @@ pub struct S3Target {
     anonymous: bool,
     credentials: object_store::aws::AwsCredentialProvider,
     http: HttpClient,
+    /// Keys asked for per list request; lowered to 1,000 for good if the server refuses more.
+    list_page: AtomicU32,
 }
 
 impl std::fmt::Debug for S3Target {
@@ -38,8 +56,8 @@ impl std::fmt::Debug for S3Target {
 }
 
 const KNOWN_OPTIONS: &str = "endpoint, region, access_key_id, secret_access_key, session_token, \
-    path_style, virtual_hosted_style, allow_http, anonymous, imds, request_timeout, create, or any \
-    aws_* key";
+    path_style, virtual_hosted_style, allow_http, anonymous, imds, request_timeout, create, list_page, \
+    or any aws_* key";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
@@ -78,6 +96,7 @@ pub fn build(
     let mut allow_http = None;
     let mut option_key = None;
     let mut option_secret = None;
+    let mut list_page = DEFAULT_LIST_PAGE;
     for (key, value) in options {
         match key.as_str() {
             "endpoint" | "endpoint_url" => endpoint = Some(value.clone()),
@@ -91,6 +110,19 @@ pub fn build(
             "anonymous" => anonymous = option_bool(url, key, value)?,
             "imds" => imds = option_bool(url, key, value)?,
             "create" | "request_timeout" => {}
+            "list_page" => {
+                list_page = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|page| (1..=1_000_000).contains(page))
+                    .ok_or_else(|| {
+                        bad(
+                            key,
+                            &format!("must be a number of keys from 1 to 1000000 (got '{value}')"),
+                        )
+                    })?;
+            }
             other if other.starts_with("aws_") => {
                 let config_key: AmazonS3ConfigKey = other
                     .parse()
@@ -163,6 +195,7 @@ pub fn build(
         virtual_hosted,
         anonymous,
         http,
+        list_page: AtomicU32::new(list_page),
     };
     Ok((store, target))
 }
@@ -180,6 +213,87 @@ fn encode_key(key: &str) -> String {
     out
 }
 
+/// Percent-encodes a query-string value: everything but unreserved characters.
+fn encode_query(value: &str) -> String {
+    encode_key(value).replace('/', "%2F")
+}
+
+/// One object of a listing page, as S3 describes it.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListedObject {
+    /// The full key (the store prefix included).
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The ETag with its quotes, when the server gives one.
+    #[serde(default, rename = "ETag")]
+    pub etag: Option<String>,
+    /// RFC 3339 time of the last modification.
+    #[serde(default)]
+    pub last_modified: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedPrefix {
+    prefix: String,
+}
+
+/// One ListObjectsV2 answer.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListBucketResult {
+    #[serde(default)]
+    contents: Vec<ListedObject>,
+    #[serde(default)]
+    common_prefixes: Vec<ListedPrefix>,
+    #[serde(default)]
+    is_truncated: bool,
+    #[serde(default)]
+    next_continuation_token: Option<String>,
+}
+
+/// One page of a listing: objects, sub-folder prefixes (with a delimiter) and the token of
+/// the next page, if any.
+#[derive(Debug, Default)]
+pub struct ListPage {
+    /// The objects, in key order.
+    pub objects: Vec<ListedObject>,
+    /// The common prefixes (full, ending with the delimiter).
+    pub prefixes: Vec<String>,
+    /// The continuation token of the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+fn parse_list_page(text: &str) -> Result<ListPage, CopyFailure> {
+    let result: ListBucketResult = quick_xml::de::from_str(text).map_err(|error| CopyFailure {
+        status: None,
+        code: None,
+        detail: format!("unreadable ListObjectsV2 answer: {error}"),
+    })?;
+    let next = match (result.is_truncated, result.next_continuation_token) {
+        (true, Some(token)) if !token.is_empty() => Some(token),
+        (true, _) => {
+            return Err(CopyFailure {
+                status: None,
+                code: None,
+                detail: "truncated ListObjectsV2 answer without a continuation token".to_owned(),
+            });
+        }
+        (false, _) => None,
+    };
+    Ok(ListPage {
+        objects: result.contents,
+        prefixes: result
+            .common_prefixes
+            .into_iter()
+            .map(|prefix| prefix.prefix)
+            .collect(),
+        next,
+    })
+}
+
 /// One failed request to S3, as the copy engine sees it.
 #[derive(Debug)]
 pub struct CopyFailure {
@@ -192,6 +306,12 @@ pub struct CopyFailure {
 }
 
 impl CopyFailure {
+    /// Whether retrying the same request later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self.status, None | Some(408 | 429 | 500..=599))
+            || matches!(self.code.as_deref(), Some("SlowDown" | "InternalError"))
+    }
+
     /// Whether the failure says server-side copy is not possible with these credentials or
     /// this server, so streaming should be used instead.
     pub fn rules_out_server_side(&self) -> bool {
@@ -209,10 +329,18 @@ impl CopyFailure {
 
     /// Converts into a store error naming the target.
     pub fn into_error(self, action: &'static str, target: String) -> StoreError {
+        if let Some((kind, detail)) = self.code.as_deref().and_then(describe_s3_code) {
+            return StoreError::Request {
+                action,
+                target,
+                kind,
+                detail,
+            };
+        }
         let kind = match (self.status, self.code.as_deref()) {
             (_, Some("SlowDown")) | (Some(500..=599), _) | (None, _) => Kind::Unavailable,
-            (_, Some("NoSuchKey")) | (Some(404), _) => Kind::NotFound,
-            (_, Some("AccessDenied")) | (Some(403), _) => Kind::PermissionDenied,
+            (Some(404), _) => Kind::NotFound,
+            (Some(403), _) => Kind::PermissionDenied,
             _ => Kind::Failed,
         };
         StoreError::Request {
@@ -237,6 +365,72 @@ impl S3Target {
             && self.region == source.region
             && !self.anonymous
             && !source.anonymous
+    }
+
+    /// Lists one page of keys starting with `prefix` (the full key prefix, the store's own
+    /// included), grouped at `/` when `delimited`, from `token` on. Transient failures are
+    /// retried with backoff; a server that refuses pages above 1,000 keys is asked for 1,000
+    /// from then on.
+    pub async fn list_page(
+        &self,
+        prefix: &str,
+        delimited: bool,
+        token: Option<&str>,
+    ) -> Result<ListPage, CopyFailure> {
+        let mut attempt = 0;
+        loop {
+            let page = self.list_page.load(Ordering::Relaxed);
+            let mut query = format!("list-type=2&max-keys={page}");
+            if delimited {
+                query.push_str("&delimiter=%2F");
+            }
+            if !prefix.is_empty() {
+                query.push_str(&format!("&prefix={}", encode_query(prefix)));
+            }
+            if let Some(token) = token {
+                query.push_str(&format!("&continuation-token={}", encode_query(token)));
+            }
+            let failure = match self
+                .send(
+                    http::Method::GET,
+                    self.bucket_url(&query),
+                    &[],
+                    bytes::Bytes::new(),
+                )
+                .await
+            {
+                Ok((_, text)) => match parse_list_page(&text) {
+                    Ok(page) => return Ok(page),
+                    Err(failure) => failure,
+                },
+                Err(failure) => failure,
+            };
+            attempt += 1;
+            if page > STANDARD_LIST_PAGE
+                && failure.status == Some(400)
+                && failure.code.as_deref() == Some("InvalidArgument")
+            {
+                self.list_page.store(STANDARD_LIST_PAGE, Ordering::Relaxed);
+                continue;
+            }
+            if !failure.is_transient() || attempt >= LIST_ATTEMPTS {
+                return Err(failure);
+            }
+            let backoff = Duration::from_millis(100 << attempt.min(5));
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    fn bucket_url(&self, query: &str) -> String {
+        let base = if self.virtual_hosted {
+            match self.endpoint.split_once("://") {
+                Some((scheme, host)) => format!("{scheme}://{}.{host}/", self.bucket),
+                None => format!("{}/", self.endpoint),
+            }
+        } else {
+            format!("{}/{}", self.endpoint, self.bucket)
+        };
+        format!("{base}?{query}")
     }
 
     fn object_url(&self, key: &str, query: &str) -> String {
@@ -462,6 +656,60 @@ mod tests {
     #[test]
     fn keys_are_encoded_for_request_paths() {
         assert_eq!(encode_key("a b/100%+ü"), "a%20b/100%25%2B%C3%BC");
+    }
+
+    #[test]
+    fn query_values_encode_slashes_too() {
+        assert_eq!(encode_query("a b/c+d"), "a%20b%2Fc%2Bd");
+    }
+
+    #[test]
+    fn list_pages_decode_entities_prefixes_and_tokens() {
+        let text = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>b</Name><IsTruncated>true</IsTruncated><MaxKeys>2</MaxKeys>
+  <Contents><Key>a &amp; b/ünï &lt;1&gt;</Key><LastModified>2026-11-22T08:38:24.000Z</LastModified>
+    <ETag>&quot;0123456789abcdef0123456789abcdef&quot;</ETag><Size>5</Size></Contents>
+  <CommonPrefixes><Prefix>dir/</Prefix></CommonPrefixes>
+  <Contents><Key>empty</Key><Size>0</Size></Contents>
+  <NextContinuationToken>tok/en+1=</NextContinuationToken>
+</ListBucketResult>"#;
+        let page = parse_list_page(text).expect("a page");
+        let keys: Vec<_> = page.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["a & b/ünï <1>", "empty"]);
+        assert_eq!(
+            page.objects[0].etag.as_deref(),
+            Some("\"0123456789abcdef0123456789abcdef\"")
+        );
+        assert_eq!(page.objects[1].size, 0);
+        assert_eq!(page.prefixes, ["dir/"]);
+        assert_eq!(page.next.as_deref(), Some("tok/en+1="));
+
+        let last = parse_list_page(
+            "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
+        )
+        .expect("an empty last page");
+        assert!(last.objects.is_empty() && last.next.is_none());
+    }
+
+    #[test]
+    fn a_truncated_page_without_a_token_is_an_error_not_the_end() {
+        let failure =
+            parse_list_page("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>")
+                .expect_err("no way to go on");
+        assert!(
+            failure.detail.contains("without a continuation token"),
+            "{}",
+            failure.detail
+        );
+        let garbage = parse_list_page("<html>oops").expect_err("not a listing");
+        assert!(
+            garbage
+                .detail
+                .starts_with("unreadable ListObjectsV2 answer"),
+            "{}",
+            garbage.detail
+        );
     }
 
     #[test]

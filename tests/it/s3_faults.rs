@@ -31,6 +31,9 @@ enum Plan {
     Scheduled,
     /// Every request for this key (in any bucket) gets 503 SlowDown.
     AlwaysFail(String),
+    /// A list request asking for more than 1,000 keys gets 400 InvalidArgument, as from a
+    /// server that refuses large pages instead of capping them.
+    StandardPagesOnly,
 }
 
 /// The requests a client can tell failed, by fault, plus the delays it cannot.
@@ -59,6 +62,10 @@ struct Counters {
     cut_body: AtomicU64,
     stalled: AtomicU64,
     delayed: AtomicU64,
+    /// List requests refused for asking for more than 1,000 keys.
+    refused_pages: AtomicU64,
+    /// List requests forwarded.
+    listed: AtomicU64,
 }
 
 impl Counters {
@@ -277,7 +284,24 @@ async fn handle(
             }
         }
         Plan::Scheduled => schedule(state, target, format!("{} {}", parts.method, parts.uri)),
+        Plan::StandardPagesOnly => Fault::None,
     };
+    if target == Target::List {
+        let asked = query
+            .split('&')
+            .find_map(|pair| pair.strip_prefix("max-keys="))
+            .and_then(|value| value.parse::<u64>().ok());
+        if matches!(state.plan, Plan::StandardPagesOnly) && asked.is_some_and(|keys| keys > 1000) {
+            state.counters.refused_pages.fetch_add(1, Ordering::SeqCst);
+            return Ok(s3_error(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                "max-keys must be between 0 and 1000",
+                &path,
+            ));
+        }
+        state.counters.listed.fetch_add(1, Ordering::SeqCst);
+    }
     let counters = &state.counters;
     match fault {
         Fault::SlowDown => {
@@ -624,6 +648,40 @@ fn an_object_that_keeps_failing_is_reported_and_no_deletion_is_mirrored() {
         .filter(|key| key != "object/13")
         .chain(stale.iter().map(|(key, _)| key.clone()))
         .collect();
+    expected.sort();
+    assert_eq!(server.bucket_files("dst"), expected);
+}
+
+#[test]
+fn a_server_that_refuses_pages_over_1000_keys_is_listed_in_pages_of_1000() {
+    let server = S3Server::start(&["src", "dst"]);
+    // More than one standard page in one folder, so continuation tokens are followed.
+    let objects: Vec<(String, Vec<u8>)> = (0..1234)
+        .map(|index| {
+            let key = format!("flat/{index:04}");
+            let data = content(&key, 16);
+            (key, data)
+        })
+        .collect();
+    seed(&server, "src", &objects);
+    let proxy = FaultProxy::start(&server.endpoint, Plan::StandardPagesOnly);
+    let dir = temp_dir();
+
+    let report = run_json(
+        dir.path(),
+        CLONE,
+        &["src=s3://src", "dst=s3://dst"],
+        &proxy.env(&server),
+    );
+    assert_eq!(count(&report["failed"]), 0, "{report:#}");
+    assert_eq!(count(&report["copied"]), 1234, "{report:#}");
+    let refused = proxy.state.counters.refused_pages.load(Ordering::SeqCst);
+    let listed = proxy.state.counters.listed.load(Ordering::SeqCst);
+    // Each store learns once: the source and the destination.
+    assert_eq!(refused, 2, "refused list requests");
+    // src: the top level, then flat/ in two pages; dst: one empty page.
+    assert_eq!(listed, 4, "list requests forwarded");
+    let mut expected: Vec<String> = objects.iter().map(|(key, _)| key.clone()).collect();
     expected.sort();
     assert_eq!(server.bucket_files("dst"), expected);
 }

@@ -163,23 +163,23 @@ pub(crate) fn ankus_env(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Ou
 
 const SUITE: &str = include_str!("store_suite.rhai");
 
-fn run_suite(src: &str, dst: &str, env: &[(&str, String)]) -> Vec<String> {
+fn run_suite(src: &str, dst: &str, env: &[(&str, String)], extra: &[&str]) -> Vec<String> {
     let dir = temp_dir();
     let script = write(dir.path(), "suite.rhai", SUITE);
     let src_arg = format!("src={src}");
     let dst_arg = format!("dst={dst}");
-    let outcome = ankus_env(
-        dir.path(),
-        &[
-            "run",
-            script.to_str().expect("utf-8"),
-            "-a",
-            &src_arg,
-            "-a",
-            &dst_arg,
-        ],
-        env,
-    );
+    let mut args = vec![
+        "run",
+        script.to_str().expect("utf-8"),
+        "-a",
+        &src_arg,
+        "-a",
+        &dst_arg,
+    ];
+    for arg in extra {
+        args.extend(["-a", arg]);
+    }
+    let outcome = ankus_env(dir.path(), &args, env);
     assert_eq!(
         outcome.code, 0,
         "suite failed for {src}:\n{}\n{}",
@@ -222,13 +222,26 @@ fn expected_suite_lines() -> Vec<String> {
 #[test]
 fn conformance_suite_passes_against_s3s_fs() {
     let server = S3Server::start(&["src-bucket", "dst-bucket"]);
-    let lines = run_suite("s3://src-bucket", "s3://dst-bucket", &server.env());
+    let lines = run_suite("s3://src-bucket", "s3://dst-bucket", &server.env(), &[]);
     assert_eq!(lines, expected_suite_lines());
     assert!(
         server
             .bucket_files("dst-bucket")
             .contains(&"big/over-threshold".to_owned())
     );
+}
+
+#[test]
+fn conformance_suite_passes_against_s3s_fs_listed_two_keys_per_page() {
+    // Every listing, flat or by folder, follows continuation tokens across pages.
+    let server = S3Server::start(&["src-bucket", "dst-bucket"]);
+    let lines = run_suite(
+        "s3://src-bucket",
+        "s3://dst-bucket",
+        &server.env(),
+        &["list_page=2"],
+    );
+    assert_eq!(lines, expected_suite_lines());
 }
 
 #[test]
@@ -240,6 +253,7 @@ fn conformance_suite_passes_against_file_urls() {
         &format!("file://{}", src.display()),
         &format!("file://{}", dir.path().join("dst").display()),
         &[],
+        &[],
     );
     assert_eq!(lines, expected_suite_lines());
 }
@@ -249,6 +263,7 @@ fn conformance_suite_passes_against_memory_urls() {
     let lines = run_suite(
         "memory://suite-src/under/a/prefix",
         "memory://suite-dst",
+        &[],
         &[],
     );
     assert_eq!(lines, expected_suite_lines());
@@ -432,6 +447,16 @@ fn bad_input_fails_clearly_naming_the_url_never_the_secret_and_writes_nothing() 
     assert!(
         no_credentials.starts_with("unauthenticated|open s3://src-bucket: no credentials"),
         "{no_credentials}"
+    );
+
+    let bad_page = caught(
+        dir.path(),
+        &env,
+        r#"store::open("s3://src-bucket", #{ list_page: 0 })"#,
+    );
+    assert!(
+        bad_page.starts_with("invalid|open s3://src-bucket: option 'list_page' must be a number of keys from 1 to 1000000 (got '0')"),
+        "{bad_page}"
     );
 
     let missing_bucket = caught(
