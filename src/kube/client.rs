@@ -2,7 +2,7 @@
 //! Objects stay raw JSON (`serde_json::Value`) so nothing the server sent is lost or reordered.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -509,6 +509,7 @@ impl KubeClient {
                             .to_owned(),
                         message: crate::kind::chain_text(&error),
                     })?;
+                config::register_token_file(Path::new(config::SERVICE_ACCOUNT_TOKEN));
                 let namespace = client_config.default_namespace.clone();
                 (client_config, "in-cluster".to_owned(), Some(namespace))
             }

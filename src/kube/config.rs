@@ -31,9 +31,20 @@ pub fn read(path: &Path) -> Result<Kubeconfig, KubeError> {
     })
 }
 
-/// Registers the credentials of every user in the kubeconfig at `path` (bearer tokens,
-/// passwords, client keys) for redaction. kube-rs keeps them in `SecretString`s; the file
-/// itself is read again here so no secrecy API is needed.
+/// Where Kubernetes mounts a pod's service-account token, which in-cluster configuration
+/// sends as its bearer token.
+pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// Registers the bearer token kept in the file at `path` for redaction, if it can be read.
+pub fn register_token_file(path: &Path) {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        crate::redact::register(&token);
+    }
+}
+
+/// Registers the credentials of every user in the kubeconfig at `path` (bearer tokens and
+/// the files holding them, passwords, client keys) for redaction. kube-rs keeps them in
+/// `SecretString`s; the file itself is read again here so no secrecy API is needed.
 fn register_secrets(path: &Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
         return;
@@ -52,6 +63,18 @@ fn register_secrets(path: &Path) {
                 .and_then(|value| value.as_str())
             {
                 crate::redact::register(secret);
+            }
+        }
+        if let Some(file) = user
+            .get("user")
+            .and_then(|user| user.get("tokenFile"))
+            .and_then(|value| value.as_str())
+        {
+            // Relative paths are relative to the kubeconfig, as kubectl reads them.
+            let file = Path::new(file);
+            match path.parent() {
+                Some(dir) if file.is_relative() => register_token_file(&dir.join(file)),
+                _ => register_token_file(file),
             }
         }
     }
@@ -90,4 +113,28 @@ pub fn context_server(config: &Kubeconfig, context: &str) -> Option<String> {
         .find(|cluster| cluster.name == cluster_name)
         .and_then(|cluster| cluster.cluster.as_ref())
         .and_then(|cluster| cluster.server.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_a_kubeconfig_registers_its_tokens_and_token_files_for_redaction() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("sa-token"), "file-token-0c9e4b7d\n").expect("write");
+        let kubeconfig = dir.path().join("config");
+        std::fs::write(
+            &kubeconfig,
+            "apiVersion: v1\nkind: Config\nusers:\n\
+             - name: inline\n  user:\n    token: inline-token-5d2a8f31\n\
+             - name: from-file\n  user:\n    tokenFile: sa-token\n",
+        )
+        .expect("write");
+        read(&kubeconfig).expect("a valid kubeconfig");
+        assert_eq!(
+            crate::redact::redact("Bearer inline-token-5d2a8f31 / file-token-0c9e4b7d"),
+            "Bearer *** / ***"
+        );
+    }
 }

@@ -149,13 +149,15 @@ struct Shown {
 }
 
 impl Shown {
+    /// Writes the entry's result and error, with the secrets the session has loaded hidden
+    /// (as every other writer of ankus does).
     fn write(self, out: &mut dyn Write, err: &mut dyn Write) -> std::io::Result<()> {
         if let Some(text) = self.out.filter(|text| !text.is_empty()) {
-            writeln!(out, "{}", text.trim_end())?;
+            writeln!(out, "{}", crate::redact::redact(text.trim_end()))?;
             out.flush()?;
         }
         if let Some(text) = self.err {
-            writeln!(err, "{}", text.trim_end())?;
+            writeln!(err, "{}", crate::redact::redact(text.trim_end()))?;
         }
         Ok(())
     }

@@ -323,6 +323,42 @@ fn piped(dir: &Path, input: &str) -> crate::support::Outcome {
 }
 
 #[test]
+fn piped_mode_hides_secrets_the_session_loaded_in_results_and_errors() {
+    let dir = temp_dir();
+    let secret = "repl-secret-7f3a9c1e";
+    let mut child = Command::new(ankus_bin())
+        .arg("repl")
+        .current_dir(dir.path())
+        .env_remove("ANKUS_SCRIPTS")
+        .env("ANKUS_HISTORY", dir.path().join("history.txt"))
+        .env("AWS_ACCESS_KEY_ID", "repl-key-id")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ankus repl runs");
+    // Opening an S3 store loads the secret key (no request is made).
+    let input = "let s = store::open(\"s3://bucket\", #{ endpoint: \"http://127.0.0.1:9\" });\n\
+                 `key: ${env(\"AWS_SECRET_ACCESS_KEY\")}`\n\
+                 throw `bad ${env(\"AWS_SECRET_ACCESS_KEY\")}`\n";
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    let outcome: crate::support::Outcome = child.wait_with_output().expect("ends").into();
+    assert_eq!(outcome.code, 1, "the throw fails the session: {outcome:?}");
+    assert!(outcome.stdout.contains("key: ***"), "{outcome:?}");
+    assert!(outcome.stderr.contains("bad ***"), "{outcome:?}");
+    assert!(
+        !outcome.stdout.contains(secret) && !outcome.stderr.contains(secret),
+        "{outcome:?}"
+    );
+}
+
+#[test]
 fn piped_mode_reads_lines_keeps_state_and_prints_results() {
     let dir = temp_dir();
     let fixture = fixture();
