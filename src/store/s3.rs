@@ -421,28 +421,25 @@ impl S3Target {
         }
     }
 
+    /// The bucket's base URL: `scheme://bucket.host` (virtual-hosted) or
+    /// `scheme://host/bucket` (path-style).
+    fn base_url(&self) -> String {
+        match (self.virtual_hosted, self.endpoint.split_once("://")) {
+            (true, Some((scheme, host))) => format!("{scheme}://{}.{host}", self.bucket),
+            (true, None) => self.endpoint.clone(),
+            (false, _) => format!("{}/{}", self.endpoint, self.bucket),
+        }
+    }
+
+    /// The URL of a request to the bucket itself (a listing).
     fn bucket_url(&self, query: &str) -> String {
-        let base = if self.virtual_hosted {
-            match self.endpoint.split_once("://") {
-                Some((scheme, host)) => format!("{scheme}://{}.{host}/", self.bucket),
-                None => format!("{}/", self.endpoint),
-            }
-        } else {
-            format!("{}/{}", self.endpoint, self.bucket)
-        };
-        format!("{base}?{query}")
+        // A virtual-hosted bucket's root has the path `/`; path-style ends at the name.
+        let slash = if self.virtual_hosted { "/" } else { "" };
+        format!("{}{slash}?{query}", self.base_url())
     }
 
     fn object_url(&self, key: &str, query: &str) -> String {
-        let path = encode_key(key);
-        let base = if self.virtual_hosted {
-            match self.endpoint.split_once("://") {
-                Some((scheme, host)) => format!("{scheme}://{}.{host}/{path}", self.bucket),
-                None => format!("{}/{path}", self.endpoint),
-            }
-        } else {
-            format!("{}/{}/{path}", self.endpoint, self.bucket)
-        };
+        let base = format!("{}/{}", self.base_url(), encode_key(key));
         if query.is_empty() {
             base
         } else {

@@ -303,11 +303,16 @@ fn pty_history_persists_across_sessions_and_ctrl_r_finds_it() {
 
 /// Runs `ankus repl` in `dir` with `input` piped to stdin.
 fn piped(dir: &Path, input: &str) -> crate::support::Outcome {
+    piped_with_env(dir, input, &[])
+}
+
+fn piped_with_env(dir: &Path, input: &str, env: &[(&str, &str)]) -> crate::support::Outcome {
     let mut child = Command::new(ankus_bin())
         .arg("repl")
         .current_dir(dir)
         .env_remove("ANKUS_SCRIPTS")
         .env("ANKUS_HISTORY", dir.join("history.txt"))
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -326,29 +331,18 @@ fn piped(dir: &Path, input: &str) -> crate::support::Outcome {
 fn piped_mode_hides_secrets_the_session_loaded_in_results_and_errors() {
     let dir = temp_dir();
     let secret = "repl-secret-7f3a9c1e";
-    let mut child = Command::new(ankus_bin())
-        .arg("repl")
-        .current_dir(dir.path())
-        .env_remove("ANKUS_SCRIPTS")
-        .env("ANKUS_HISTORY", dir.path().join("history.txt"))
-        .env("AWS_ACCESS_KEY_ID", "repl-key-id")
-        .env("AWS_SECRET_ACCESS_KEY", secret)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("ankus repl runs");
     // Opening an S3 store loads the secret key (no request is made).
     let input = "let s = store::open(\"s3://bucket\", #{ endpoint: \"http://127.0.0.1:9\" });\n\
                  `key: ${env(\"AWS_SECRET_ACCESS_KEY\")}`\n\
                  throw `bad ${env(\"AWS_SECRET_ACCESS_KEY\")}`\n";
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    let outcome: crate::support::Outcome = child.wait_with_output().expect("ends").into();
+    let outcome = piped_with_env(
+        dir.path(),
+        input,
+        &[
+            ("AWS_ACCESS_KEY_ID", "repl-key-id"),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+        ],
+    );
     assert_eq!(outcome.code, 1, "the throw fails the session: {outcome:?}");
     assert!(outcome.stdout.contains("key: ***"), "{outcome:?}");
     assert!(outcome.stderr.contains("bad ***"), "{outcome:?}");
