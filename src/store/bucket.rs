@@ -285,8 +285,20 @@ impl Bucket {
             Some((folder, _)) => (folder.to_owned(), prefix.to_owned()),
             None => (String::new(), prefix.to_owned()),
         };
-        if self.s3.is_some() {
-            return self.list_s3(prefix.to_owned(), folder);
+        if let Some(target) = &self.s3 {
+            let this = self.clone();
+            return self
+                .s3_pages(target, self.s3_prefix(prefix), false, &folder)
+                .map_ok(move |page| {
+                    let entries: Vec<_> = page
+                        .objects
+                        .into_iter()
+                        .map(|object| Ok(this.listed_entry(object)))
+                        .collect();
+                    futures::stream::iter(entries)
+                })
+                .try_flatten()
+                .boxed();
         }
         let list_path = match (self.url.prefix.is_empty(), folder.is_empty()) {
             (true, true) => None,
@@ -314,54 +326,35 @@ impl Bucket {
         }
     }
 
-    /// `list` on S3: ListObjectsV2 pages of `list_page` keys, one request at a time.
-    fn list_s3(
+    /// The ListObjectsV2 pages of keys under `full_prefix` (grouped at `/` when
+    /// `delimited`), one request at a time, each asking for `list_page` keys. Failures name
+    /// `folder` in this store.
+    fn s3_pages(
         &self,
-        prefix: String,
-        folder: String,
-    ) -> BoxStream<'static, Result<Entry, StoreError>> {
-        let this = self.clone();
-        let full = self.s3_prefix(&prefix);
+        target: &Arc<S3Target>,
+        full_prefix: String,
+        delimited: bool,
+        folder: &str,
+    ) -> BoxStream<'static, Result<super::s3::ListPage, StoreError>> {
+        let target = Arc::clone(target);
+        let listed_url = self.url.join(folder);
         // The first state is "no token yet"; `None` after the last page ends the stream.
         futures::stream::try_unfold(Some(None::<String>), move |state| {
-            let this = this.clone();
-            let (full, folder) = (full.clone(), folder.clone());
+            let (target, full_prefix, listed_url) =
+                (Arc::clone(&target), full_prefix.clone(), listed_url.clone());
             async move {
                 let Some(token) = state else {
                     return Ok(None);
                 };
-                let page = this
-                    .s3_page(&full, false, token.as_deref(), &folder)
-                    .await?;
-                let entries: Vec<Result<Entry, StoreError>> = page
-                    .objects
-                    .into_iter()
-                    .map(|object| Ok(this.listed_entry(object)))
-                    .collect();
-                Ok(Some((futures::stream::iter(entries), page.next.map(Some))))
+                let page = target
+                    .list_page(&full_prefix, delimited, token.as_deref())
+                    .await
+                    .map_err(|failure| failure.into_error("list", listed_url))?;
+                let next = page.next.clone().map(Some);
+                Ok(Some((page, next)))
             }
         })
-        .try_flatten()
         .boxed()
-    }
-
-    async fn s3_page(
-        &self,
-        full_prefix: &str,
-        delimited: bool,
-        token: Option<&str>,
-        folder: &str,
-    ) -> Result<super::s3::ListPage, StoreError> {
-        let Some(target) = &self.s3 else {
-            return Err(StoreError::Refused(
-                format!("list {}: not an S3 store", self.url),
-                crate::kind::Kind::Invalid,
-            ));
-        };
-        target
-            .list_page(full_prefix, delimited, token)
-            .await
-            .map_err(|failure| failure.into_error("list", self.url.join(folder)))
     }
 
     fn listed_entry(&self, object: super::s3::ListedObject) -> Entry {
@@ -380,27 +373,23 @@ impl Bucket {
     /// Lists one folder level: the objects directly in `folder` and the sub-folders.
     pub async fn list_folder(&self, folder: &str) -> Result<(Vec<Entry>, Vec<String>), StoreError> {
         let folder = folder.trim_end_matches('/');
-        if self.s3.is_some() {
-            let full = self.s3_prefix(&if folder.is_empty() {
+        if let Some(target) = &self.s3 {
+            let relative = if folder.is_empty() {
                 String::new()
             } else {
                 format!("{folder}/")
-            });
+            };
+            let mut pages = self.s3_pages(target, self.s3_prefix(&relative), true, folder);
             let (mut entries, mut folders) = (Vec::new(), Vec::new());
-            let mut token = None;
-            loop {
-                let page = self.s3_page(&full, true, token.as_deref(), folder).await?;
+            while let Some(page) = pages.try_next().await? {
                 entries.extend(page.objects.into_iter().map(|o| self.listed_entry(o)));
                 folders.extend(
                     page.prefixes
                         .iter()
                         .map(|prefix| self.relative_key(prefix.trim_end_matches('/'))),
                 );
-                match page.next {
-                    Some(next) => token = Some(next),
-                    None => return Ok((entries, folders)),
-                }
             }
+            return Ok((entries, folders));
         }
         let list_path = match (self.url.prefix.is_empty(), folder.is_empty()) {
             (true, true) => None,

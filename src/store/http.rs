@@ -67,8 +67,9 @@ impl TransientCounter {
     }
 }
 
-/// Whether `object_store` retries a response with this status.
-fn is_transient_status(status: StatusCode) -> bool {
+/// Whether `object_store` retries a response with this status (and so do ankus' own S3
+/// requests).
+pub(crate) fn is_transient_status(status: StatusCode) -> bool {
     status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT

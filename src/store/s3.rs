@@ -12,7 +12,9 @@ use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsAuthori
 use object_store::client::{HttpClient, HttpConnector, HttpRequest};
 
 use super::error::{StoreError, describe_s3_code, s3_error_code};
-use super::http::{CountingConnector, TransientCounter, client_options, request_timeout};
+use super::http::{
+    CountingConnector, TransientCounter, client_options, is_transient_status, request_timeout,
+};
 use super::location::{StoreOptions, StoreUrl, option_bool};
 use crate::kind::Kind;
 
@@ -308,8 +310,11 @@ pub struct CopyFailure {
 impl CopyFailure {
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
-        matches!(self.status, None | Some(408 | 429 | 500..=599))
-            || matches!(self.code.as_deref(), Some("SlowDown" | "InternalError"))
+        let status_says = match self.status {
+            None => true,
+            Some(status) => http::StatusCode::from_u16(status).is_ok_and(is_transient_status),
+        };
+        status_says || matches!(self.code.as_deref(), Some("SlowDown" | "InternalError"))
     }
 
     /// Whether the failure says server-side copy is not possible with these credentials or
