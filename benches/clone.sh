@@ -55,16 +55,23 @@ ANKUS="$REPO/target/release/ankus"
 AWS="$AWS_VENV/bin/aws"
 
 # The server stores on this machine's disk, under $WORK, unless BENCH_S3_ROOT names another
-# directory (a tmpfs such as /dev/shm, say). On a disk filesystem without a journal (ext4
-# here) creating files within seconds of deleting tens of thousands scans the inode table for
-# recently freed inodes, so whichever tool ran right after a bucket was emptied paid for it
-# (the same 10,000-object copy measured 4 s and then 23 s of server CPU): every emptying is
-# followed by `sync` and SETTLE_SECONDS (default 6; the kernel's window is 5 s once the inode
-# tables are written back), outside the timed runs.
+# directory (a tmpfs such as /dev/shm, say). Nothing is deleted between the timed runs of the
+# 10,000-object copy: every run copies into a bucket nobody has used, and the buckets are
+# removed at the end. On ext4 without a journal (this machine's disk) the kernel will not
+# reuse an inode freed in the last 60 s, or 300 s while its inode-table block is dirty, and
+# scans past every such inode for each file it creates, so a copy right after a bucket was
+# emptied took 2-4x as long (the settle this script used to do was too short to help).
+# Each timed run starts after `sync`, so no tool pays for writing back the last one's data.
 ROOT="$(mktemp -d "${BENCH_S3_ROOT:-$WORK}/ankus-clone-s3.XXXXXX")"
 S3_FS_TYPE="$(df -PT "$ROOT" | awk 'NR==2 {print $2}')"
-SETTLE_SECONDS="${SETTLE_SECONDS:-6}"
-[ "$S3_FS_TYPE" = tmpfs ] && SETTLE_SECONDS=0
+# Every small-object run keeps its copy (64 KiB + ~8 KiB of side files per object) until the
+# end; sources, the seeding files and one large copy at a time besides.
+NEED_KIB=$(( (RUNS * 5 + 2) * SMALL_COUNT * 72 + 3 * LARGE_COUNT * 65536 + 1048576 ))
+FREE_KIB="$(df -Pk "$ROOT" | awk 'NR==2 {print $4}')"
+if [ "$FREE_KIB" -lt "$NEED_KIB" ]; then
+    echo "clone.sh: $ROOT has $(( FREE_KIB / 1048576 )) GiB free, $RUNS rounds need $(( NEED_KIB / 1048576 + 1 )) GiB (fewer rounds, or BENCH_S3_ROOT)" >&2
+    exit 2
+fi
 mkdir -p "$ROOT/small-src" "$ROOT/large-src" "$WORK/run"
 SERVER_LOG="$WORK/s3s-fs.log"
 RUST_LOG=s3s_fs=info s3s-fs --host 127.0.0.1 --port 0 --access-key bench-key --secret-key bench-secret "$ROOT" >"$SERVER_LOG" 2>&1 &
@@ -106,7 +113,7 @@ for index in range(large_count):
 PY
 rclone copy "$WORK/local-small" bench:small-src --transfers 32 --checkers 16
 rclone copy "$WORK/local-large" bench:large-src --transfers 8
-rm -rf "$WORK/local-small" "$WORK/local-large"
+rm -rf "$WORK/local-large" # 16 files; the 10,000 local ones stay until the end (see above)
 
 TOOLS=(ankus ankus-streaming rclone-default rclone-matched aws)
 cd "$WORK/run"
@@ -147,15 +154,22 @@ host_bytes() {
     esac
 }
 
-# Empties a bucket: its directory and s3s-fs' metadata files (named after the bucket in
+# Runs one timed sync into a new bucket $2 ($1: tool, $3: source, $4: scenario); records it.
+timed() {
+    local tool="$1" dst="$2" src="$3" scenario="$4" seconds
+    mkdir -p "$ROOT/$dst"
+    sync
+    seconds="$(run_tool "$tool" "$src" "$dst")"
+    TIMES[$scenario,$tool]+="$seconds "
+}
+
+# Deletes a bucket: its directory and s3s-fs' metadata files (named after the bucket in
 # unpadded URL-safe base64) beside it.
-fresh_bucket() {
+remove_bucket() {
     local encoded
     encoded="$(printf %s "$1" | base64 -w0 | tr -d '=' | tr '/+' '_-')"
     rm -rf "${ROOT:?}/$1"
     find "$ROOT" -maxdepth 1 -name ".bucket-$encoded.*" -delete
-    mkdir -p "$ROOT/$1"
-    if [ "$SETTLE_SECONDS" != 0 ]; then sync; sleep "$SETTLE_SECONDS"; fi
 }
 
 check_count() {
@@ -165,24 +179,29 @@ check_count() {
 }
 
 declare -A TIMES
+# Rotates the order every round, so no tool always runs first (cold caches) or last.
+round_order() {
+    local i
+    for i in "${!TOOLS[@]}"; do echo "${TOOLS[$(( (i + $1 - 1) % ${#TOOLS[@]} ))]}"; done
+}
+# The 10,000-object copy and its re-sync, every round, then the large copies (which delete
+# only a bucket of 16 objects before the next).
 for round in $(seq 1 "$RUNS"); do
-    # Rotate the order so no tool always runs first (cold caches) or last.
-    order=()
-    for i in "${!TOOLS[@]}"; do order+=("${TOOLS[$(( (i + round - 1) % ${#TOOLS[@]} ))]}"); done
-    for tool in "${order[@]}"; do
-        dst="dst-$tool"
-        fresh_bucket "$dst"
-        seconds="$(run_tool "$tool" small-src "$dst")"; check_count "$dst" "$SMALL_COUNT"
-        TIMES[small,$tool]+="$seconds "
+    for tool in $(round_order "$round"); do
+        dst="small-$round-$tool"
+        timed "$tool" "$dst" small-src small; check_count "$dst" "$SMALL_COUNT"
         HOST[small,$tool]="$(host_bytes "$tool")"
-        seconds="$(run_tool "$tool" small-src "$dst")"
-        TIMES[resync,$tool]+="$seconds "
-        fresh_bucket "$dst"
-        seconds="$(run_tool "$tool" large-src "$dst")"; check_count "$dst" "$LARGE_COUNT"
-        TIMES[large,$tool]+="$seconds "
+        timed "$tool" "$dst" small-src resync
+        echo "round $round $tool: small and re-sync done" >&2
+    done
+done
+for round in $(seq 1 "$RUNS"); do
+    for tool in $(round_order "$round"); do
+        dst="large-$round-$tool"
+        timed "$tool" "$dst" large-src large; check_count "$dst" "$LARGE_COUNT"
         HOST[large,$tool]="$(host_bytes "$tool")"
-        fresh_bucket "$dst"
-        echo "round $round $tool: small, re-sync and large done" >&2
+        remove_bucket "$dst"
+        echo "round $round $tool: large done" >&2
     done
 done
 
@@ -192,7 +211,7 @@ done
     echo "Generated by \`benches/clone.sh $RUNS\` on $(date -u +%Y-%m-%dT%H:%M:%SZ)."
     echo
     echo "Machine: $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), memory: $(free -h | awk '/^Mem:/ {print $2 " total, " $7 " available"}')."
-    echo "Server: s3s-fs $(s3s-fs --version | awk '{print $2}') on 127.0.0.1 storing on $S3_FS_TYPE (buckets emptied, then sync and ${SETTLE_SECONDS} s before each timed run), one bucket to another on the same endpoint."
+    echo "Server: s3s-fs $(s3s-fs --version | awk '{print $2}') on 127.0.0.1 storing on $S3_FS_TYPE (every run into a new bucket, nothing deleted between the small-object runs, \`sync\` before each), one bucket to another on the same endpoint."
     echo "Tools: ankus $("$ANKUS" --version | awk '{print $2}') (transfers $ANKUS_TRANSFERS, checkers $ANKUS_CHECKERS, list pages of $ANKUS_LIST_PAGE keys), $(rclone version | head -1), $("$AWS" --version 2>&1 | cut -d' ' -f1)."
     echo "Data: $SMALL_COUNT x 64 KiB objects, $LARGE_COUNT x 64 MiB objects (uploaded with rclone). Median of $RUNS alternating runs."
     echo
