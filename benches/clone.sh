@@ -62,7 +62,7 @@ AWS="$AWS_VENV/bin/aws"
 # removed at the end. On ext4 without a journal (this machine's disk) the kernel will not
 # reuse an inode freed in the last 60 s, or 300 s while its inode-table block is dirty, and
 # scans past every such inode for each file it creates, so a copy right after a bucket was
-# emptied took 2-4x as long (the settle this script used to do was too short to help).
+# emptied took 2-4x as long.
 # Each timed run starts after `sync`, so no tool pays for writing back the last one's data.
 ROOT="$(mktemp -d "${BENCH_S3_ROOT:-$WORK}/ankus-clone-s3.XXXXXX")"
 S3_FS_TYPE="$(df -PT "$ROOT" | awk 'NR==2 {print $2}')"
@@ -156,7 +156,7 @@ host_bytes() {
     esac
 }
 
-# Runs one timed sync into a new bucket $2 ($1: tool, $3: source, $4: scenario); records it.
+# Runs one timed sync into bucket $2, made if new ($1: tool, $3: source, $4: scenario); records it.
 timed() {
     local tool="$1" dst="$2" src="$3" scenario="$4" seconds
     mkdir -p "$ROOT/$dst"

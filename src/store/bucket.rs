@@ -290,12 +290,12 @@ impl Bucket {
             return self
                 .s3_pages(target, self.s3_prefix(prefix), false, &folder)
                 .map_ok(move |page| {
-                    let entries: Vec<_> = page
-                        .objects
-                        .into_iter()
-                        .map(|object| Ok(this.listed_entry(object)))
-                        .collect();
-                    futures::stream::iter(entries)
+                    let this = this.clone();
+                    futures::stream::iter(
+                        page.objects
+                            .into_iter()
+                            .map(move |object| Ok(this.listed_entry(object))),
+                    )
                 })
                 .try_flatten()
                 .boxed();
