@@ -66,6 +66,35 @@ pub enum TransferError {
         /// pachd's answer (or who the token belongs to).
         reason: String,
     },
+    /// The dump holds ops of a pachd newer than the target, which the target cannot read;
+    /// nothing was sent (pachd 1.x would accept such ops and apply none of them).
+    #[error(
+        "{location} holds op{dump} records (pachd {dump}) but {address} runs pachd {target}, which \
+         cannot read them (it would accept every op and apply none); no op was sent: restore \
+         into pachd {dump} or newer"
+    )]
+    NewerDump {
+        /// The source.
+        location: String,
+        /// The newest op version in the dump, `1.11`.
+        dump: String,
+        /// The target's version, `1.9.0`.
+        target: String,
+        /// The target.
+        address: String,
+    },
+    /// pachd took the whole stream, but the target does not hold what the dump creates.
+    #[error(
+        "pachd at {address} accepted all {sent} op(s) but the restore did not take effect: {missing}"
+    )]
+    NotApplied {
+        /// The target.
+        address: String,
+        /// Ops sent.
+        sent: u64,
+        /// What the dump creates that the target lacks.
+        missing: String,
+    },
     /// A local problem (spooling stdin, opening the dump).
     #[error(transparent)]
     Backup(#[from] BackupError),
@@ -78,6 +107,8 @@ impl Kinded for TransferError {
             TransferError::Unverified { .. } => Kind::Invalid,
             TransferError::Restore { source, .. } => source.kind(),
             TransferError::NotAdmin { .. } => Kind::PermissionDenied,
+            TransferError::NewerDump { .. } => Kind::Invalid,
+            TransferError::NotApplied { .. } => Kind::Failed,
             TransferError::Backup(error) => error.kind(),
         }
     }
@@ -99,6 +130,7 @@ impl Kinded for TransferError {
                 "pipelines": after.pipelines,
                 "created": after.created,
                 "root_token": after.root_token,
+                "unknown": after.unknown,
             })),
             _ => None,
         }
@@ -136,6 +168,23 @@ impl Objects {
                 .map(|pipeline| pipeline.name)
                 .collect(),
         })
+    }
+
+    /// [`Objects::of`] just after a stream broke: the connection may be the broken one, or
+    /// pachd may be restarting, so a failed listing is asked again a few times (reads are
+    /// already retried on UNAVAILABLE; a reset stream can surface as other codes).
+    async fn after_failure(client: &PachdClient) -> Result<Objects, PachdError> {
+        let mut attempt = 0;
+        loop {
+            match Objects::of(client).await {
+                Ok(objects) => return Ok(objects),
+                Err(_) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
     }
 
     fn minus(&self, earlier: &Objects) -> Objects {
@@ -366,6 +415,9 @@ pub async fn restore_from(
             source: error,
         })?;
     let total = checked.inventory.records;
+    if let Some(refusal) = newer_dump(client, location, &checked) {
+        return Err(refusal);
+    }
     admin_check(client).await?;
     let before = Objects::of(client).await.ok();
     let activates_auth = checked.inventory.kinds.contains_key("activate_auth");
@@ -459,18 +511,21 @@ pub async fn restore_from(
         _ => None,
     };
     match outcome {
-        Ok(()) => Ok(RestoreSummary {
-            verified: checked,
-            ops: sent,
-            root_token,
-        }),
+        Ok(()) => {
+            applied_check(&restorer, &checked, sent).await?;
+            Ok(RestoreSummary {
+                verified: checked,
+                ops: sent,
+                root_token,
+            })
+        }
         Err(error) => {
             let mut after = Aftermath {
                 target: client.address(),
                 root_token,
                 ..Aftermath::default()
             };
-            match Objects::of(&restorer).await {
+            match Objects::after_failure(&restorer).await {
                 Ok(now) => {
                     after.created = before.map(|before| now.minus(&before));
                     after.repos = Some(now.repos);
@@ -487,6 +542,116 @@ pub async fn restore_from(
             })
         }
     }
+}
+
+/// The refusal of a dump whose ops are newer than the target's pachd, if it is one: pachd 1.x decodes a Restore
+/// request of a version it does not know as an empty op and applies nothing, then reports
+/// success, so the cluster would stay empty behind a finished restore.
+fn newer_dump(
+    client: &PachdClient,
+    location: &Location,
+    checked: &VerifyReport,
+) -> Option<TransferError> {
+    let target = client.version();
+    let newest = (checked.inventory.versions.keys())
+        .filter_map(|version| version.strip_prefix("1.")?.parse::<u32>().ok())
+        .max();
+    match newest {
+        Some(minor) if target.major == 1 && minor > target.minor => {
+            Some(TransferError::NewerDump {
+                location: location.display(),
+                dump: format!("1.{minor}"),
+                target: target.to_string(),
+                address: client.address(),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Confirms, after pachd closed the stream with success, that the target holds every repo
+/// and pipeline the dump creates and at least the dump's commits per repo: a cheap count
+/// check instead of trusting the stream's end.
+async fn applied_check(
+    client: &PachdClient,
+    checked: &VerifyReport,
+    sent: u64,
+) -> Result<(), TransferError> {
+    let inventory = &checked.inventory;
+    let not_applied = |missing: String| TransferError::NotApplied {
+        address: client.address(),
+        sent,
+        missing,
+    };
+    let ask = |error: PachdError| {
+        not_applied(format!(
+            "the target could not be asked what it holds ({})",
+            crate::kind::chain_text(&error)
+        ))
+    };
+    let now = Objects::of(client).await.map_err(ask)?;
+    let mut missing = Vec::new();
+    // ListRepo never shows the spec repo, which some versions' dumps carry as a repo op.
+    let absent_repos: Vec<&str> = (inventory.repos.iter())
+        .map(|repo| repo.name.as_str())
+        .filter(|name| *name != SPEC_REPO && !now.repos.iter().any(|held| held == name))
+        .collect();
+    if !absent_repos.is_empty() {
+        let listed = (inventory.repos.iter())
+            .filter(|repo| repo.name != SPEC_REPO)
+            .count();
+        missing.push(format!(
+            "{} of the dump's {listed} repo(s) are missing ({})",
+            absent_repos.len(),
+            first_names(&absent_repos)
+        ));
+    }
+    let absent_pipelines: Vec<&str> = (inventory.pipelines.iter())
+        .map(|pipeline| pipeline.name.as_str())
+        .filter(|name| !now.pipelines.iter().any(|held| held == name))
+        .collect();
+    if !absent_pipelines.is_empty() {
+        missing.push(format!(
+            "{} of the dump's {} pipeline(s) are missing ({})",
+            absent_pipelines.len(),
+            inventory.pipelines.len(),
+            first_names(&absent_pipelines)
+        ));
+    }
+    for repo in &inventory.repos {
+        if repo.commits == 0 || repo.name == SPEC_REPO || absent_repos.contains(&repo.name.as_str())
+        {
+            continue;
+        }
+        let held = client
+            .list_commits(&repo.name, None, 0)
+            .await
+            .map_err(ask)?
+            .len() as u64;
+        if held < repo.commits {
+            missing.push(format!(
+                "repo {} has {held} of the dump's {} commit(s)",
+                repo.name, repo.commits
+            ));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(not_applied(missing.join("; ")))
+    }
+}
+
+/// pachd's hidden repo of pipeline specs.
+const SPEC_REPO: &str = "__spec__";
+
+/// Up to five names, then how many more.
+fn first_names(names: &[&str]) -> String {
+    let mut text = names.iter().take(5).copied().collect::<Vec<_>>().join(", ");
+    if names.len() > 5 {
+        text.push_str(&format!(" and {} more", names.len() - 5));
+    }
+    text
 }
 
 /// Refuses early, with pachd's own answer, when the target has auth active and the

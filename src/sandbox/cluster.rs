@@ -1,9 +1,11 @@
 //! The sandbox orchestrator: an `old` and a `new` emulated pachd on loopback ports, each with
 //! its own bucket and data directory under one directory, plus the files clients use to reach
-//! them (`pachctl-config.json` in pachctl's v2 format, `sandbox.json`).
+//! them (`pachctl-config.json` in pachctl's v2 format with a v1 block for pachctl 1.9.0,
+//! `sandbox.json`).
 //!
 //! ```text
-//! DIR/pachctl-config.json   contexts old and new (pachd_address, cluster_deployment_id)
+//! DIR/pachctl-config.json   v2: contexts old and new (pachd_address, cluster_deployment_id);
+//!                           v1: old's address as HOST:PORT
 //! DIR/sandbox.json          addresses, bucket URLs (file://), versions, data dirs
 //! DIR/<name>/bucket/        the cluster's object storage
 //! DIR/<name>/data/          the cluster's metadata (state.json), so it survives restarts
@@ -327,6 +329,17 @@ impl Sandbox {
         let kube_error = |error: super::kube_api::ApiError| {
             SandboxError::Wire(format!("seed the Kubernetes API: {error}"))
         };
+        // The nodes come first, so the seeded pods are scheduled onto them.
+        let node_addrs: Vec<(&str, std::net::Ipv4Addr)> = ["old", "new"]
+            .into_iter()
+            .map(|namespace| (namespace, allocate_node_addr()))
+            .collect();
+        for (namespace, node_addr) in &node_addrs {
+            state
+                .add_node(namespace, *node_addr)
+                .await
+                .map_err(kube_error)?;
+        }
         state
             .seed_pachyderm(
                 "old",
@@ -358,9 +371,8 @@ impl Sandbox {
                 .await
                 .map_err(kube_error)?;
         }
-        for namespace in ["old", "new"] {
-            let forwarder =
-                NodePortForwarder::start(&state, namespace, "pachd", allocate_node_addr()).await;
+        for (namespace, node_addr) in node_addrs {
+            let forwarder = NodePortForwarder::start(&state, namespace, "pachd", node_addr).await;
             lock(&sandbox.shared.kube.forwarders).insert(namespace.to_owned(), forwarder);
         }
 
@@ -613,8 +625,21 @@ impl Sandbox {
             }
             contexts.insert(namespace.to_owned(), context);
         }
+        // pachctl 1.9.0 reads only a v1 block, with a plain HOST:PORT; pachctl 1.9.1+ and
+        // ankus read v2 and ignore v1 when both are there. v1 names `old`, the active context.
+        let mut v1 = json!({
+            "pachd_address": self.node_pachd_address("old").trim_start_matches("grpc://"),
+        });
+        if let Some(token) = clusters
+            .iter()
+            .find(|handle| handle.name == "old")
+            .and_then(|handle| handle.session_token.as_ref())
+        {
+            v1["session_token"] = json!(token);
+        }
         let config = json!({
             "user_id": uuid::Uuid::new_v4().simple().to_string(),
+            "v1": v1,
             "v2": { "active_context": "old", "contexts": contexts, "metrics": false }
         });
         write_json(&self.pach_config_path(), &config)?;

@@ -971,3 +971,197 @@ fn a_patch_that_meets_a_concurrent_change_is_retried_on_a_fresh_read() {
         "concurrently"
     );
 }
+
+/// Runs the real kubectl against a whole sandbox (its own kubeconfig, context `old`).
+fn sandbox_kubectl(
+    sandbox: &ankus::sandbox::cluster::Sandbox,
+    home: &Path,
+    args: &[&str],
+) -> Outcome {
+    Command::new(kubectl_path())
+        .args(args)
+        .env("KUBECONFIG", sandbox.kubeconfig_path())
+        .env("HOME", home)
+        .env("KUBECACHEDIR", home.join("cache"))
+        .current_dir(home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("kubectl runs")
+        .into()
+}
+
+#[test]
+fn kubectl_get_nodes_lists_one_ready_node_per_sandbox_namespace() {
+    use ankus::sandbox::cluster::{Sandbox, SandboxConfig};
+    let dir = support::temp_dir();
+    let handle = ankus::host::runtime::handle();
+    let sandbox = handle
+        .block_on(Sandbox::start(SandboxConfig::new(
+            &dir.path().join("sandbox"),
+        )))
+        .expect("the sandbox starts");
+    let kubectl = |args: &[&str]| sandbox_kubectl(&sandbox, dir.path(), args);
+
+    let listed = kubectl(&["get", "nodes"]);
+    assert_eq!(listed.code, 0, "{}", listed.stderr);
+    let mut lines = listed.stdout.lines();
+    let header: Vec<&str> = lines.next().expect("header").split_whitespace().collect();
+    assert_eq!(header, ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]);
+    let rows: Vec<Vec<&str>> = lines
+        .map(|line| line.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{}", listed.stdout);
+    for (row, name) in rows.iter().zip(["sandbox-new", "sandbox-old"]) {
+        assert_eq!(
+            (row[0], row[1], row[2], row[4]),
+            (name, "Ready", "<none>", "v1.29.0"),
+            "{}",
+            listed.stdout
+        );
+    }
+
+    // The node's address is the namespace's loopback node address, where its NodePorts listen.
+    let wide = kubectl(&["get", "no", "-o", "wide"]);
+    assert_eq!(wide.code, 0, "{}", wide.stderr);
+    for namespace in ["old", "new"] {
+        let address = sandbox
+            .node_address(namespace)
+            .expect("a node address")
+            .to_string();
+        assert!(
+            wide.stdout.lines().any(|line| {
+                let cells: Vec<&str> = line.split_whitespace().collect();
+                cells.first() == Some(&format!("sandbox-{namespace}").as_str())
+                    && cells.get(5) == Some(&address.as_str())
+            }),
+            "{}",
+            wide.stdout
+        );
+    }
+
+    let shown = kubectl(&["get", "node", "sandbox-old", "-o", "json"]);
+    assert_eq!(shown.code, 0, "{}", shown.stderr);
+    let node: serde_json::Value = serde_json::from_str(&shown.stdout).expect("kubectl prints JSON");
+    assert_eq!(node["kind"], "Node");
+    let metadata = &node["metadata"];
+    for field in ["uid", "creationTimestamp", "resourceVersion"] {
+        assert!(
+            metadata[field]
+                .as_str()
+                .is_some_and(|value| !value.is_empty()),
+            "{field}: {node}"
+        );
+    }
+    assert_eq!(metadata["labels"]["kubernetes.io/hostname"], "sandbox-old");
+    for amounts in ["capacity", "allocatable"] {
+        for resource in ["cpu", "memory", "pods", "ephemeral-storage"] {
+            assert!(
+                node["status"][amounts][resource].is_string(),
+                "{amounts}.{resource}: {node}"
+            );
+        }
+    }
+    let old_address = sandbox
+        .node_address("old")
+        .expect("a node address")
+        .to_string();
+    assert_eq!(
+        node["status"]["addresses"],
+        serde_json::json!([
+            { "type": "InternalIP", "address": old_address },
+            { "type": "Hostname", "address": "sandbox-old" },
+        ])
+    );
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|condition| condition["type"] == "Ready")
+        .expect("a Ready condition");
+    assert_eq!(ready["status"], "True");
+    assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.29.0");
+
+    let missing = kubectl(&["get", "node", "nosuch"]);
+    assert_ne!(missing.code, 0);
+    assert!(
+        missing
+            .stderr
+            .contains(r#"Error from server (NotFound): nodes "nosuch" not found"#),
+        "{}",
+        missing.stderr
+    );
+
+    // The namespace's pods run on its node.
+    let pods = kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "old",
+        "-o",
+        "jsonpath={range .items[*]}{.spec.nodeName} {.status.hostIP}{\"\\n\"}{end}",
+    ]);
+    assert_eq!(pods.code, 0, "{}", pods.stderr);
+    let placements: std::collections::BTreeSet<String> =
+        pods.stdout.lines().map(str::to_owned).collect();
+    assert_eq!(
+        placements,
+        std::collections::BTreeSet::from([format!("sandbox-old {old_address}")]),
+        "{}",
+        pods.stdout
+    );
+    handle.block_on(sandbox.shutdown());
+}
+
+#[test]
+fn a_real_pachd_1_9_gets_the_node_list_it_asks_for_at_start() {
+    let real = crate::real_pachd::RealPachd::start();
+    // pachd asks once its PPS server is up, which may be just after it answers `version`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answers = loop {
+        let log = real.kube_requests();
+        let answers = node_list_answers(&log);
+        if !answers.is_empty() || std::time::Instant::now() > deadline {
+            break answers;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    assert!(
+        !answers.is_empty()
+            && answers
+                .iter()
+                .all(|answer| answer.starts_with("HTTP/1.1 200")),
+        "GET /api/v1/nodes was answered {answers:?}:\n{}",
+        real.kube_requests()
+    );
+    let pachd_log = std::fs::read_to_string(real.dir().join("pachd.log")).unwrap_or_default();
+    assert!(
+        !pachd_log.contains("unable to access kubernetes nodeslist"),
+        "{pachd_log}"
+    );
+}
+
+/// The status lines answering each `GET /api/v1/nodes` in a TLS terminator log
+/// (`TIME PEER > REQUEST-LINE`, `TIME PEER < STATUS-LINE`; one connection per peer port).
+fn node_list_answers(log: &str) -> Vec<String> {
+    let entries: Vec<(&str, &str, &str)> = log
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(4, ' ');
+            let _time = parts.next()?;
+            Some((parts.next()?, parts.next()?, parts.next()?))
+        })
+        .collect();
+    entries
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, direction, text))| {
+            *direction == ">" && text.starts_with("GET /api/v1/nodes ")
+        })
+        .filter_map(|(index, (peer, _, _))| {
+            entries[index + 1..]
+                .iter()
+                .find(|(other, direction, _)| other == peer && *direction == "<")
+                .map(|(_, _, text)| (*text).to_owned())
+        })
+        .collect()
+}

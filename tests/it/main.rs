@@ -2,6 +2,7 @@
 //! real peer.
 
 mod backup;
+mod conformance;
 mod faults;
 mod flows;
 mod host;
@@ -10,6 +11,7 @@ mod kube;
 mod kube_faults;
 mod pachd_client;
 mod python_conformance;
+mod real_pachd;
 mod repl;
 mod s3_faults;
 mod sandbox;

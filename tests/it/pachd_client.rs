@@ -1055,3 +1055,95 @@ try { c.pipeline("gone"); } catch (e) { print(`${e.kind}: ${e.message}`); }
         )
     );
 }
+
+/// Regression: a pachd that takes the whole Restore stream, answers OK and applies nothing
+/// (what pachd 1.9 does with op records it cannot read) made ankus print "restored N ops".
+/// The restore now asks the target afterwards and fails, naming what is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn restore_that_pachd_accepts_but_does_not_apply_is_an_error() {
+    use ankus::backup::Location;
+    use ankus::backup::manifest::SourceInfo;
+    use ankus::backup::transfer::{
+        Progress, RestoreOptions, TransferError, extract_to, restore_from,
+    };
+
+    // A real 1.9 dump of a repo with one commit and a pipeline, made by the sandbox.
+    let source = crate::faults::serve("1.9.0").await;
+    let source_client = PachdClient::connect(options(Target::Address(format!(
+        "grpc://{}",
+        source.address
+    ))))
+    .await
+    .expect("connects");
+    source_client.create_repo("images", "").await.expect("repo");
+    source_client
+        .put_file("images", "master", "/a.txt", Bytes::from_static(b"hello\n"))
+        .await
+        .expect("put file");
+    let dir = temp_dir();
+    let dump = dir.path().join("source.dump");
+    extract_to(
+        &source_client,
+        &ExtractFlags::default(),
+        &Location::File(dump.clone()),
+        SourceInfo::default(),
+        &Progress::default(),
+    )
+    .await
+    .expect("extract");
+
+    let received: SeenRestores = Arc::default();
+    let seen = received.clone();
+    let running = Stub::new()
+        .version(1, 9, 0)
+        .cluster("dep-1")
+        .raw_collect("/admin.API/Restore", move |_, messages| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("lock").push((None, messages?));
+                Ok(Bytes::new())
+            }
+        })
+        .unary(
+            "/pfs.API/ListRepo",
+            |_: tonic::Request<pfs::ListRepoRequest>| async {
+                Ok(pfs::ListRepoResponse::default())
+            },
+        )
+        .unary(
+            "/pps.API/ListPipeline",
+            |_: tonic::Request<pps::ListPipelineRequest>| async {
+                Ok(pps::PipelineInfos::default())
+            },
+        )
+        .start()
+        .await;
+    let client = PachdClient::connect(options(Target::Address(running.url())))
+        .await
+        .expect("connects");
+    let error = restore_from(
+        &client,
+        &Location::File(dump),
+        None,
+        &Progress::default(),
+        &RestoreOptions::default(),
+    )
+    .await
+    .expect_err("nothing was applied");
+    assert!(
+        !received.lock().expect("lock")[0].1.is_empty(),
+        "the ops were sent"
+    );
+    assert!(
+        matches!(error, TransferError::NotApplied { .. }),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), Kind::Failed);
+    let text = error.to_string();
+    assert!(
+        text.contains("accepted all")
+            && text.contains("did not take effect")
+            && text.contains("1 of the dump's 1 repo(s) are missing (images)"),
+        "{text}"
+    );
+}

@@ -1377,3 +1377,325 @@ async fn a_1_8_dump_converts_forward_into_a_1_9_cluster() {
         .await
         .expect("skipped");
 }
+
+/// `(first column, last column)` of each row of a pachctl table: the name or commit id, and
+/// the size.
+fn name_and_size_rows(table: &str, name_column: usize) -> BTreeSet<(String, String)> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            Some((
+                (*cells.get(name_column)?).to_owned(),
+                (*cells.last()?).to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The `sizeBytes` of each object of a `pachctl ... --raw` listing, keyed by `key` (0 when
+/// pachctl leaves the field out, as it does for zero).
+fn raw_sizes(raw: &str, key: impl Fn(&serde_json::Value) -> String) -> BTreeSet<(String, String)> {
+    serde_json::Deserializer::from_str(raw)
+        .into_iter::<serde_json::Value>()
+        .map(|value| {
+            let value = value.expect("pachctl prints JSON");
+            let size = value["sizeBytes"].as_str().unwrap_or("0").to_owned();
+            (key(&value), size)
+        })
+        .collect()
+}
+
+/// The real pachctl 1.9.0 with `envs` and `stdin`, off the async threads (the sandbox serves
+/// in this process).
+async fn pachctl_async(
+    args: Vec<String>,
+    envs: Vec<(&'static str, String)>,
+    stdin: Option<Vec<u8>>,
+) -> crate::support::Outcome {
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        crate::real_pachd::pachctl(&args, &envs, stdin.as_deref())
+    })
+    .await
+    .expect("joins")
+}
+
+/// Fills a real pachd 1.9.0 with the real pachctl (repo `images` with two commits of 100,000
+/// and 2,345 bytes, an empty repo `empty`), runs `listings` on it, restores its `pachctl
+/// extract` into a sandbox 1.9 `old` with the real pachctl, and runs `listings` there: the
+/// outputs on (real, sandbox).
+async fn listed_on_real_and_restored(listings: &[&str]) -> (Vec<String>, Vec<String>) {
+    use crate::real_pachd::{RealPachd, pachctl_bin};
+    let words = |text: &str| -> Vec<String> { text.split(' ').map(str::to_owned).collect() };
+    let real = RealPachd::start_async().await;
+    let work = tempfile::tempdir().unwrap();
+    let big = work.path().join("a.bin");
+    let small = work.path().join("b.bin");
+    std::fs::write(&big, vec![7u8; 100_000]).unwrap();
+    std::fs::write(&small, vec![9u8; 2_345]).unwrap();
+    let on_real_env = || vec![("PACH_CONFIG", real.config().display().to_string())];
+    let put = |path: &str, from: &Path| {
+        vec![
+            "put".into(),
+            "file".into(),
+            format!("images@master:{path}"),
+            "-f".into(),
+            from.display().to_string(),
+        ]
+    };
+    for command in [
+        words("create repo images"),
+        put("/a.txt", &big),
+        put("/b.txt", &small),
+        words("create repo empty"),
+    ] {
+        let outcome = pachctl_async(command.clone(), on_real_env(), None).await;
+        assert_eq!(outcome.code, 0, "{command:?}: {}", outcome.stderr);
+    }
+    let mut on_real = Vec::new();
+    for command in listings {
+        let outcome = pachctl_async(words(command), on_real_env(), None).await;
+        assert_eq!(outcome.code, 0, "{command}: {}", outcome.stderr);
+        on_real.push(outcome.stdout);
+    }
+    let config = real.config();
+    let dump = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(pachctl_bin())
+            .arg("extract")
+            .env("PACH_CONFIG", config)
+            .env_remove("PACHD_ADDRESS")
+            .env_remove("PACH_CONTEXT")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("pachctl runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    drop(real);
+
+    let mut config = SandboxConfig::new(&work.path().join("sandbox"));
+    config.old_version = "1.9".parse().unwrap();
+    config.deploy_new = false;
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let on_sandbox_env = || {
+        vec![(
+            "PACHD_ADDRESS",
+            format!("{}:30650", sandbox.node_address("old").unwrap()),
+        )]
+    };
+    let restored = pachctl_async(words("restore"), on_sandbox_env(), Some(dump.stdout)).await;
+    assert_eq!(restored.code, 0, "{}", restored.stderr);
+    let mut on_sandbox = Vec::new();
+    for command in listings {
+        let outcome = pachctl_async(words(command), on_sandbox_env(), None).await;
+        assert_eq!(outcome.code, 0, "{command}: {}", outcome.stderr);
+        on_sandbox.push(outcome.stdout);
+    }
+    sandbox.shutdown().await;
+    (on_real, on_sandbox)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restoring_a_real_1_9_0_dump_keeps_the_repo_and_commit_sizes_pachd_shows() {
+    let (on_real, on_sandbox) = listed_on_real_and_restored(&[
+        "list repo",
+        "list commit images",
+        "list repo --raw",
+        "list commit images --raw",
+    ])
+    .await;
+    // What a user sees: the same SIZE column, 0B for the empty repo.
+    let repo_sizes = name_and_size_rows(&on_real[0], 0);
+    assert_eq!(
+        repo_sizes,
+        BTreeSet::from([
+            ("empty".to_owned(), "0B".to_owned()),
+            ("images".to_owned(), "99.95KiB".to_owned()),
+        ])
+    );
+    assert_eq!(
+        name_and_size_rows(&on_sandbox[0], 0),
+        repo_sizes,
+        "{}",
+        on_sandbox[0]
+    );
+    let commit_sizes = name_and_size_rows(&on_real[1], 2);
+    assert_eq!(
+        commit_sizes
+            .iter()
+            .map(|(_, size)| size.as_str())
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from(["97.66KiB", "99.95KiB"]),
+        "{}",
+        on_real[1]
+    );
+    assert_eq!(
+        name_and_size_rows(&on_sandbox[1], 2),
+        commit_sizes,
+        "{}",
+        on_sandbox[1]
+    );
+    // And the exact bytes.
+    let repo_name =
+        |value: &serde_json::Value| value["repo"]["name"].as_str().unwrap_or("").to_owned();
+    let commit_id =
+        |value: &serde_json::Value| value["commit"]["id"].as_str().unwrap_or("").to_owned();
+    assert_eq!(
+        raw_sizes(&on_sandbox[2], repo_name),
+        raw_sizes(&on_real[2], repo_name)
+    );
+    assert_eq!(
+        raw_sizes(&on_sandbox[3], commit_id),
+        raw_sizes(&on_real[3], commit_id),
+        "{}",
+        on_sandbox[3]
+    );
+}
+
+/// The objects of a `--raw` listing, sorted, with what two clusters holding the same
+/// restored data cannot share set aside: times (a restore stamps its own), the order of repos
+/// (newest first, and a dump recreates them in reverse) and the file node hashes (the sandbox
+/// does not compute pachd's).
+fn comparable(raw: &str) -> BTreeSet<String> {
+    serde_json::Deserializer::from_str(raw)
+        .into_iter::<serde_json::Value>()
+        .map(|value| {
+            let mut value = value.expect("pachctl prints JSON");
+            if let Some(map) = value.as_object_mut() {
+                for field in ["created", "started", "finished", "committed"] {
+                    if let Some(time) = map.get_mut(field) {
+                        *time = "<time>".into();
+                    }
+                }
+                map.remove("hash");
+            }
+            serde_json::to_string_pretty(&value).expect("JSON values always serialize")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_1_9_0_commits_and_files_carry_the_fields_the_real_pachd_gives_them() {
+    let listings = [
+        "list repo --raw",
+        "list commit images --raw",
+        "list file images@master --raw",
+        "inspect file images@master:/ --raw",
+        "inspect file images@master:/a.txt --raw",
+    ];
+    let (on_real, on_sandbox) = listed_on_real_and_restored(&listings).await;
+    // An origin on every commit, `committed` and no objects in listings, no children.
+    for ((listing, real), sandbox) in listings.iter().zip(&on_real).zip(&on_sandbox) {
+        assert_eq!(
+            comparable(sandbox),
+            comparable(real),
+            "pachctl {listing}:\n{sandbox}"
+        );
+    }
+    // A restored commit never finishes before it started.
+    for commit in
+        serde_json::Deserializer::from_str(&on_sandbox[1]).into_iter::<serde_json::Value>()
+    {
+        let commit = commit.unwrap();
+        let time = |field: &str| -> jiff::Timestamp {
+            commit[field]
+                .as_str()
+                .expect("a time")
+                .parse()
+                .expect("RFC 3339")
+        };
+        assert!(time("started") <= time("finished"), "{commit}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pachctl_1_9_0_reaches_old_with_nothing_but_the_sandbox_config() {
+    use ankus::pachd::config::{ConfigEnv, PachConfig, Target, resolve};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SandboxConfig::new(dir.path());
+    config.old_version = "1.9".parse().unwrap();
+    config.deploy_new = false;
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let path = sandbox.pach_config_path();
+    let run = |args: &[&str]| {
+        let args = args.iter().map(|arg| arg.to_string()).collect();
+        pachctl_async(
+            args,
+            vec![("PACH_CONFIG", path.display().to_string())],
+            None,
+        )
+    };
+    let version = run(&["version"]).await;
+    assert_eq!(version.code, 0, "{}{}", version.stdout, version.stderr);
+    let pachd_version = version.stdout.lines().find_map(|line| {
+        let mut cells = line.split_whitespace();
+        (cells.next() == Some("pachd")).then(|| cells.next().unwrap_or("").to_owned())
+    });
+    assert!(
+        pachd_version
+            .as_deref()
+            .is_some_and(|version| version.starts_with("1.9.")),
+        "{}",
+        version.stdout
+    );
+    let created = run(&["create", "repo", "scratch"]).await;
+    assert_eq!(created.code, 0, "{}", created.stderr);
+    let repos = run(&["list", "repo"]).await;
+    assert_eq!(repos.code, 0, "{}", repos.stderr);
+    assert!(
+        repos
+            .stdout
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.starts_with("scratch ")),
+        "{}",
+        repos.stdout
+    );
+
+    // ankus reads v2 and leaves the v1 block alone: no `default` context, `old` is active.
+    let node = sandbox.node_address("old").unwrap();
+    let read = PachConfig::read(&path).unwrap();
+    assert_eq!(read.active_context, "old");
+    assert_eq!(read.contexts.keys().collect::<Vec<_>>(), ["new", "old"]);
+    let env = ConfigEnv {
+        pach_config: Some(path.display().to_string()),
+        ..ConfigEnv::default()
+    };
+    let resolved = resolve(&env, None, &Target::Active).unwrap();
+    assert_eq!(resolved.context.as_deref(), Some("old"));
+    assert_eq!(
+        (resolved.address.host.as_str(), resolved.address.port),
+        (node.to_string().as_str(), 30650)
+    );
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(file["v1"]["pachd_address"], format!("{node}:30650"));
+    assert_eq!(
+        file["v2"]["contexts"]["old"]["pachd_address"],
+        format!("grpc://{node}:30650")
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v1_config_block_carries_olds_session_token_after_an_auth_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = SandboxConfig::new(dir.path());
+    config.seed = Some(fixture());
+    config.deploy_new = false;
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sandbox.pach_config_path()).unwrap()).unwrap();
+    let token = file["v2"]["contexts"]["old"]["session_token"]
+        .as_str()
+        .expect("the seed activated auth");
+    assert_eq!(file["v1"]["session_token"], token);
+    sandbox.shutdown().await;
+}

@@ -1,8 +1,10 @@
 //! The emulated Kubernetes API server: the API subset kubectl and the `kube` bindings use,
-//! the Pachyderm 1.x objects each sandbox namespace starts with, NodePorts that really listen,
-//! and hooks that start an emulated pachd when a pachd Deployment is created.
+//! the Pachyderm 1.x objects each sandbox namespace starts with, one node per namespace,
+//! NodePorts that really listen, and hooks that start an emulated pachd when a pachd
+//! Deployment is created.
 
 pub mod kubeconfig;
+pub mod node;
 pub mod nodeport;
 pub mod patch;
 pub mod resources;

@@ -94,6 +94,10 @@ async fn forward(
     };
     match TcpStream::connect(backend).await {
         Ok(mut outbound) => {
+            // A kube-proxy forwards segments as they come; without NODELAY on both legs each
+            // small gRPC frame waits out Nagle against delayed ACKs (~40 ms per call).
+            let _ = inbound.set_nodelay(true);
+            let _ = outbound.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
         }
         Err(error) => {

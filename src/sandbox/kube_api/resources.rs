@@ -82,6 +82,7 @@ pub static RESOURCES: &[ResourceType] = &[
         &["ns"],
         false,
     ),
+    rt("", "nodes", "node", "Node", false, &["no"], false),
     rt("", "services", "service", "Service", true, &["svc"], false),
     rt("", "pods", "pod", "Pod", true, &["po"], false),
     rt(

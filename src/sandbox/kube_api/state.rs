@@ -1006,12 +1006,7 @@ impl Store {
             let pod_name = format!("{}-{}", name_of(&owner), random_suffix(5));
             let pod = self.make_pod(&namespace, &pod_name, &owner);
             self.put(pods, pod.clone(), events);
-            self.event(
-                &pod,
-                "Scheduled",
-                &format!("Successfully assigned {namespace}/{pod_name} to sandbox-node"),
-                events,
-            );
+            self.scheduled(&pod, events);
         }
         self.set_status(resource, &owner, replica_status(&owner), events);
     }
@@ -1048,12 +1043,7 @@ impl Store {
             if self.get(pods, &namespace, &pod_name).is_none() {
                 let pod = self.make_pod(&namespace, &pod_name, &stateful_set);
                 self.put(pods, pod.clone(), events);
-                self.event(
-                    &pod,
-                    "Scheduled",
-                    &format!("Successfully assigned {namespace}/{pod_name} to sandbox-node"),
-                    events,
-                );
+                self.scheduled(&pod, events);
             }
         }
         let revision = format!("{name}-{}", hash_suffix(&stateful_set["spec"]["template"]));
@@ -1077,7 +1067,11 @@ impl Store {
         if !spec.is_object() {
             spec = json!({});
         }
-        spec["nodeName"] = "sandbox-node".into();
+        // A cluster without nodes (an API server started without the sandbox) still runs
+        // its pods somewhere.
+        let (node, host_ip) = super::node::node_for(self.iter_in(res("nodes", ""), ""), namespace)
+            .unwrap_or_else(|| ("sandbox-node".to_owned(), "127.0.0.1".to_owned()));
+        spec["nodeName"] = node.into();
         if spec["restartPolicy"].is_null() {
             spec["restartPolicy"] = "Always".into();
         }
@@ -1127,7 +1121,8 @@ impl Store {
                     { "type": "ContainersReady", "status": "True", "lastTransitionTime": started },
                     { "type": "PodScheduled", "status": "True", "lastTransitionTime": started },
                 ],
-                "hostIP": "127.0.0.1",
+                "hostIP": host_ip,
+                "hostIPs": [{ "ip": host_ip }],
                 "podIP": pod_ip,
                 "podIPs": [{ "ip": pod_ip }],
                 "startTime": started,
@@ -1135,6 +1130,17 @@ impl Store {
                 "qosClass": "BestEffort",
             },
         })
+    }
+
+    /// The scheduler's event for a new pod.
+    fn scheduled(&mut self, pod: &Value, events: &mut Vec<WatchEvent>) {
+        let message = format!(
+            "Successfully assigned {}/{} to {}",
+            pod["metadata"]["namespace"].as_str().unwrap_or(""),
+            name_of(pod),
+            pod["spec"]["nodeName"].as_str().unwrap_or("")
+        );
+        self.event(pod, "Scheduled", &message, events);
     }
 
     fn event(&mut self, object: &Value, reason: &str, message: &str, events: &mut Vec<WatchEvent>) {

@@ -25,6 +25,59 @@ fn column(name: &str, kind: &str, format: &str, description: &str) -> Value {
     json!({ "name": name, "type": kind, "format": format, "description": description, "priority": 0 })
 }
 
+/// A column kubectl shows only with `-o wide`.
+fn wide_column(name: &str, description: &str) -> Value {
+    json!({ "name": name, "type": "string", "format": "", "description": description, "priority": 1 })
+}
+
+fn node_address(object: &Value, kind: &str) -> String {
+    object["status"]["addresses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|entry| entry["type"] == kind)
+        .and_then(|entry| entry["address"].as_str())
+        .unwrap_or("<none>")
+        .to_owned()
+}
+
+/// `Ready`, `NotReady` or `Unknown`, then `SchedulingDisabled` for a cordoned node, as
+/// kubectl's node printer writes it.
+fn node_status(object: &Value) -> String {
+    let ready = object["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|condition| condition["type"] == "Ready")
+        .map(|condition| match condition["status"].as_str() {
+            Some("True") => "Ready",
+            Some("False") => "NotReady",
+            _ => "Unknown",
+        })
+        .unwrap_or("Unknown");
+    if object["spec"]["unschedulable"] == true {
+        format!("{ready},SchedulingDisabled")
+    } else {
+        ready.to_owned()
+    }
+}
+
+fn node_roles(object: &Value) -> String {
+    let mut roles: Vec<&str> = object["metadata"]["labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(key, _)| key.strip_prefix("node-role.kubernetes.io/"))
+        .filter(|role| !role.is_empty())
+        .collect();
+    roles.sort_unstable();
+    if roles.is_empty() {
+        "<none>".to_owned()
+    } else {
+        roles.join(",")
+    }
+}
+
 fn service_ports(object: &Value) -> String {
     let ports = object["spec"]["ports"]
         .as_array()
@@ -101,6 +154,22 @@ fn columns_and_cells(resource: &ResourceType, object: &Value) -> (Vec<Value>, Ve
                         "The number of times the containers in this pod have been restarted.",
                     ),
                     age_column,
+                    wide_column(
+                        "IP",
+                        "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+                    ),
+                    wide_column(
+                        "Node",
+                        "NodeName is a request to schedule this pod onto a specific node.",
+                    ),
+                    wide_column(
+                        "Nominated Node",
+                        "nominatedNodeName is set only when this pod preempts other pods on the node.",
+                    ),
+                    wide_column(
+                        "Readiness Gates",
+                        "If specified, all readiness gates will be evaluated for pod readiness.",
+                    ),
                 ],
                 vec![
                     name,
@@ -108,6 +177,60 @@ fn columns_and_cells(resource: &ResourceType, object: &Value) -> (Vec<Value>, Ve
                     status["phase"].as_str().unwrap_or("Pending").into(),
                     restarts.to_string().into(),
                     age(object).into(),
+                    status["podIP"].as_str().unwrap_or("<none>").into(),
+                    spec["nodeName"].as_str().unwrap_or("<none>").into(),
+                    "<none>".into(),
+                    "<none>".into(),
+                ],
+            )
+        }
+        "Node" => {
+            let info = &status["nodeInfo"];
+            let text = |value: &Value| value.as_str().unwrap_or("<unknown>").to_owned();
+            (
+                vec![
+                    name_column,
+                    column("Status", "string", "", "The status of the node"),
+                    column("Roles", "string", "", "The roles of the node"),
+                    age_column,
+                    column(
+                        "Version",
+                        "string",
+                        "",
+                        "Kubelet Version reported by the node.",
+                    ),
+                    wide_column(
+                        "Internal-IP",
+                        "List of addresses reachable to the node. Queried from cloud provider, if available.",
+                    ),
+                    wide_column(
+                        "External-IP",
+                        "List of addresses reachable to the node. Queried from cloud provider, if available.",
+                    ),
+                    wide_column(
+                        "OS-Image",
+                        "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy)).",
+                    ),
+                    wide_column(
+                        "Kernel-Version",
+                        "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64).",
+                    ),
+                    wide_column(
+                        "Container-Runtime",
+                        "Container runtime version reported by the node through runtime remote API (e.g. containerd://1.4.2).",
+                    ),
+                ],
+                vec![
+                    name,
+                    node_status(object).into(),
+                    node_roles(object).into(),
+                    age(object).into(),
+                    text(&info["kubeletVersion"]).into(),
+                    node_address(object, "InternalIP").into(),
+                    node_address(object, "ExternalIP").into(),
+                    text(&info["osImage"]).into(),
+                    text(&info["kernelVersion"]).into(),
+                    text(&info["containerRuntimeVersion"]).into(),
                 ],
             )
         }

@@ -1,5 +1,6 @@
 //! Reading pachd's own hashtrees (the `tree`/`trees` objects of commits restored from a real
-//! 1.9+ dump), so GetFile/ListFile work on them too.
+//! 1.9+ dump), so GetFile/ListFile work on them too and restored 1.9.0 commits get the size
+//! pachd gives them.
 //!
 //! Both formats are sequences of `[int64 LE length][bytes]` records holding (key, NodeProto)
 //! pairs, where a key is the path with `\0` in place of `/` (the root is a single `\0`):
@@ -50,27 +51,48 @@ fn records(bytes: &[u8]) -> Option<Vec<&[u8]>> {
     Some(out)
 }
 
-/// Tries to read a pachd hashtree object into a file tree; `None` when the format is not
-/// understood.
-pub fn parse(bytes: &[u8]) -> Option<FileTree> {
-    let records = records(bytes)?;
+/// The (key, node) records of a hashtree object, up to the end of its `fs` bucket.
+fn pairs(records: &[&[u8]]) -> Option<Vec<(Vec<u8>, NodeProto)>> {
     let pairs: &[&[u8]] = match records.first() {
         Some(first) if *first == FS_HEADER => &records[1..],
-        Some(_) => &records,
+        Some(_) => records,
         None => return None,
     };
-    let mut tree = FileTree::default();
+    let mut out = Vec::new();
     let mut iter = pairs.iter();
     while let Some(key) = iter.next() {
         if *key == b"*" {
             break;
         }
         let value = iter.next()?;
-        let node = NodeProto::decode(*value).ok()?;
+        out.push((key.to_vec(), NodeProto::decode(*value).ok()?));
+    }
+    Some(out)
+}
+
+/// The total bytes of a pachd hashtree's files, as pachd's `FSSize` reads it: the root
+/// node's subtree size (0 for a tree without a root, an empty commit). `None` when the
+/// format is not understood.
+pub fn fs_size(bytes: &[u8]) -> Option<u64> {
+    let records = records(bytes)?;
+    let pairs = pairs(&records)?;
+    let root = pairs
+        .iter()
+        .find(|(key, _)| key.as_slice() == b"\0" || key.is_empty());
+    Some(root.map_or(0, |(_, node)| u64::try_from(node.subtree_size).unwrap_or(0)))
+}
+
+/// Tries to read a pachd hashtree object into a file tree; `None` when the format is not
+/// understood.
+pub fn parse(bytes: &[u8]) -> Option<FileTree> {
+    let records = records(bytes)?;
+    let pairs = pairs(&records)?;
+    let mut tree = FileTree::default();
+    for (key, node) in pairs {
         let Some(file) = node.file_node else {
             continue;
         };
-        let path: String = String::from_utf8_lossy(key)
+        let path: String = String::from_utf8_lossy(&key)
             .chars()
             .map(|ch| if ch == '\0' { '/' } else { ch })
             .collect();
@@ -132,5 +154,21 @@ mod tests {
         }
         assert_eq!(parse(&stream).unwrap().files["/a"].size, 3);
         assert!(parse(b"garbage").is_none());
+    }
+
+    #[test]
+    fn the_size_of_a_1_9_tree_is_its_roots_subtree_size() {
+        let root = NodeProto {
+            subtree_size: 102_345,
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let mut bolt = record(FS_HEADER);
+        for part in [&b"\0"[..], &root, b"*", b"other-bucket"] {
+            bolt.extend(record(part));
+        }
+        assert_eq!(fs_size(&bolt), Some(102_345));
+        assert_eq!(fs_size(&record(FS_HEADER)), Some(0), "an empty commit");
+        assert_eq!(fs_size(b"garbage"), None);
     }
 }

@@ -545,10 +545,12 @@ pub fn apply_meta(
                 sanitize_branch(branch);
             }
         }
-        if commit.finished.is_none() {
-            commit.finished = Some(now());
-        }
-        state.build_commit(&commit)?;
+        // A 1.9 dump carries neither time: one stamp for both, so no commit ends before it
+        // starts.
+        let stamp = now();
+        commit.started.get_or_insert(stamp);
+        commit.finished.get_or_insert(stamp);
+        state.build_commit(bucket, &commit)?;
         return Ok(None);
     }
     if let Some(branch) = &op.branch {

@@ -167,6 +167,8 @@ impl Cluster {
             }
             None => State::new(),
         };
+        let mut state = state;
+        state.describe_output_repos = config.version.describes_output_repos();
         let cluster = Cluster {
             inner: Arc::new(Inner {
                 config,

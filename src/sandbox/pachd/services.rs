@@ -118,8 +118,17 @@ fn file_parts(file: Option<&pfs::File>) -> (String, String, String) {
     (repo, id, file.map(|f| f.path.clone()).unwrap_or_default())
 }
 
+/// A commit's files and what file listings say about the commit.
+struct CommitFiles {
+    repo: String,
+    id: String,
+    /// When the commit finished (`FileInfo.committed`); `None` while it is open.
+    finished: Option<prost_types::Timestamp>,
+    tree: FileTree,
+}
+
 /// Reads a commit's files (open or finished).
-fn commit_tree(cluster: &Cluster, repo: &str, reference: &str) -> PachdResult<(String, FileTree)> {
+fn commit_tree(cluster: &Cluster, repo: &str, reference: &str) -> PachdResult<CommitFiles> {
     let state = cluster.lock();
     let record = state.commit(repo, reference)?;
     let id = record
@@ -135,36 +144,47 @@ fn commit_tree(cluster: &Cluster, repo: &str, reference: &str) -> PachdResult<(S
                 "reading files of commit {id} in repo {repo} ({why})"
             ))
         })?;
-    Ok((id, tree))
+    Ok(CommitFiles {
+        repo: repo.to_owned(),
+        id,
+        finished: record.info.finished,
+        tree,
+    })
 }
 
-fn file_info(repo: &str, id: &str, node: &Node) -> pfs::FileInfo {
-    match node {
-        Node::File(path, entry) => pfs::FileInfo {
-            file: Some(pfs::File {
-                commit: Some(commit_msg(repo, id)),
-                path: path.clone(),
-            }),
-            file_type: pfs::FileType::File as i32,
-            size_bytes: entry.size,
-            objects: entry
-                .objects
-                .iter()
-                .map(|h| pfs::Object { hash: h.clone() })
-                .collect(),
-            ..Default::default()
-        },
-        Node::Dir(path, size, children) => pfs::FileInfo {
-            file: Some(pfs::File {
-                commit: Some(commit_msg(repo, id)),
-                path: path.clone(),
-            }),
-            file_type: pfs::FileType::Dir as i32,
-            size_bytes: *size,
-            children: children.clone(),
-            ..Default::default()
-        },
+fn file_info(files: &CommitFiles, node: &Node) -> pfs::FileInfo {
+    let (path, file_type, size_bytes) = match node {
+        Node::File(path, entry) => (path, pfs::FileType::File, entry.size),
+        Node::Dir(path, size, _) => (path, pfs::FileType::Dir, *size),
+    };
+    let mut info = pfs::FileInfo {
+        file: Some(pfs::File {
+            commit: Some(commit_msg(&files.repo, &files.id)),
+            path: path.clone(),
+        }),
+        file_type: file_type as i32,
+        size_bytes,
+        committed: files.finished,
+        ..Default::default()
+    };
+    // No `children` for directories: pachd's hashtrees never fill a directory node's
+    // children, so InspectFile of a directory shows none.
+    if let Node::File(_, entry) = node {
+        info.objects = entry
+            .objects
+            .iter()
+            .map(|h| pfs::Object { hash: h.clone() })
+            .collect();
     }
+    info
+}
+
+/// A listing entry without the objects holding its content, as pachd lists files unless
+/// asked for `full` ones (globs never are).
+fn without_contents(mut info: pfs::FileInfo) -> pfs::FileInfo {
+    info.objects.clear();
+    info.block_refs.clear();
+    info
 }
 
 fn read_file(bucket: &Bucket, entry: &super::tree::FileEntry) -> PachdResult<Vec<u8>> {
@@ -190,13 +210,27 @@ fn read_file(bucket: &Bucket, entry: &super::tree::FileEntry) -> PachdResult<Vec
     Ok(content)
 }
 
-fn list_files(cluster: &Cluster, file: Option<&pfs::File>) -> PachdResult<Vec<pfs::FileInfo>> {
-    let (repo, reference, path) = file_parts(file);
-    let (id, tree) = commit_tree(cluster, &repo, &reference)?;
-    let nodes = tree
+fn list_files(
+    cluster: &Cluster,
+    request: &pfs::ListFileRequest,
+) -> PachdResult<Vec<pfs::FileInfo>> {
+    let (repo, reference, path) = file_parts(request.file.as_ref());
+    let files = commit_tree(cluster, &repo, &reference)?;
+    let nodes = files
+        .tree
         .list(&path)
-        .ok_or_else(|| PachdError::file_not_found(&repo, &id, &clean_path(&path)))?;
-    Ok(nodes.iter().map(|n| file_info(&repo, &id, n)).collect())
+        .ok_or_else(|| PachdError::file_not_found(&repo, &files.id, &clean_path(&path)))?;
+    Ok(nodes
+        .iter()
+        .map(|n| file_info(&files, n))
+        .map(|info| {
+            if request.full {
+                info
+            } else {
+                without_contents(info)
+            }
+        })
+        .collect())
 }
 
 fn glob_files(
@@ -205,11 +239,12 @@ fn glob_files(
     pattern: &str,
 ) -> PachdResult<Vec<pfs::FileInfo>> {
     let (repo, reference) = commit_parts(commit);
-    let (id, tree) = commit_tree(cluster, &repo, &reference)?;
-    Ok(tree
+    let files = commit_tree(cluster, &repo, &reference)?;
+    Ok(files
+        .tree
         .glob(pattern)
         .iter()
-        .map(|n| file_info(&repo, &id, n))
+        .map(|n| without_contents(file_info(&files, n)))
         .collect())
 }
 
@@ -417,9 +452,9 @@ impl pfs::api_server::Api for Svc {
     ) -> Result<Response<pfs::Commit>, Status> {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
-        Ok(Response::new(
-            self.cluster.mutate(|state, _| state.build_commit(&req))?,
-        ))
+        Ok(Response::new(self.cluster.mutate(|state, bucket| {
+            state.build_commit(bucket, &req)
+        })?))
     }
 
     async fn create_branch(
@@ -520,7 +555,7 @@ impl pfs::api_server::Api for Svc {
         self.cluster.caller(request.metadata())?;
         let req = request.into_inner();
         let (repo, reference, path) = file_parts(req.file.as_ref());
-        let (id, tree) = commit_tree(&self.cluster, &repo, &reference)?;
+        let CommitFiles { id, tree, .. } = commit_tree(&self.cluster, &repo, &reference)?;
         let path = clean_path(&path);
         let entry = match tree.node(&path) {
             Some(Node::File(_, entry)) => entry,
@@ -553,11 +588,12 @@ impl pfs::api_server::Api for Svc {
     ) -> Result<Response<pfs::FileInfo>, Status> {
         self.cluster.caller(request.metadata())?;
         let (repo, reference, path) = file_parts(request.get_ref().file.as_ref());
-        let (id, tree) = commit_tree(&self.cluster, &repo, &reference)?;
-        let node = tree
+        let files = commit_tree(&self.cluster, &repo, &reference)?;
+        let node = files
+            .tree
             .node(&path)
-            .ok_or_else(|| PachdError::file_not_found(&repo, &id, &clean_path(&path)))?;
-        Ok(Response::new(file_info(&repo, &id, &node)))
+            .ok_or_else(|| PachdError::file_not_found(&repo, &files.id, &clean_path(&path)))?;
+        Ok(Response::new(file_info(&files, &node)))
     }
 
     async fn list_file(
@@ -566,7 +602,7 @@ impl pfs::api_server::Api for Svc {
     ) -> Result<Response<pfs::FileInfos>, Status> {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(pfs::FileInfos {
-            file_info: list_files(&self.cluster, request.get_ref().file.as_ref())?,
+            file_info: list_files(&self.cluster, request.get_ref())?,
         }))
     }
 
@@ -579,7 +615,7 @@ impl pfs::api_server::Api for Svc {
         self.cluster.caller(request.metadata())?;
         Ok(Response::new(stream_of(list_files(
             &self.cluster,
-            request.get_ref().file.as_ref(),
+            request.get_ref(),
         )?)))
     }
 

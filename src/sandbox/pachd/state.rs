@@ -102,6 +102,19 @@ pub fn branch_repo(branch: Option<&pfs::Branch>) -> &str {
         .unwrap_or("")
 }
 
+/// The total bytes of the files of the tree object `hash` (pachd's `FSSize`: the root's
+/// subtree size), 0 when the object is missing or not a tree the sandbox reads; pachd 1.9.0
+/// would refuse such a commit, later releases do not look.
+fn tree_size(bucket: &Bucket, hash: &str) -> u64 {
+    let Ok(Some(bytes)) = bucket.read_object(hash) else {
+        return 0;
+    };
+    FileTree::decode(&bytes)
+        .map(|tree| tree.size())
+        .or_else(|| hashtree::fs_size(&bytes))
+        .unwrap_or(0)
+}
+
 /// One commit.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct CommitRecord {
@@ -235,6 +248,10 @@ pub struct State {
     pub auth: AuthState,
     /// Enterprise.
     pub enterprise: EnterpriseState,
+    /// Whether CreatePipeline describes the output repo it makes (the server's version
+    /// decides; see `PachdVersion::describes_output_repos`).
+    #[serde(skip)]
+    pub describe_output_repos: bool,
 }
 
 /// Parses `master^^`, `master~2` into (base, generations back).
@@ -302,7 +319,8 @@ pub fn input_branches(input: Option<&pps::Input>) -> Vec<(String, String)> {
 /// Builds the PipelineInfo pachd stores from a CreatePipelineRequest.
 pub fn pipeline_info_from_request(req: &pps::CreatePipelineRequest) -> pps::PipelineInfo {
     pps::PipelineInfo {
-        id: new_id(),
+        // pachd 1.x never fills PipelineInfo.id (the field exists in every version's proto).
+        id: String::new(),
         pipeline: req.pipeline.clone(),
         version: 1,
         transform: req.transform.clone(),
@@ -406,6 +424,7 @@ impl State {
         State {
             cluster_id: new_id(),
             deployment_id: new_id(),
+            describe_output_repos: true,
             ..State::default()
         }
     }
@@ -717,7 +736,15 @@ impl State {
     }
 
     /// BuildCommit (what Restore uses): a finished commit with the given id, tree and relations.
-    pub fn build_commit(&mut self, req: &pfs::BuildCommitRequest) -> PachdResult<pfs::Commit> {
+    /// Without `size_bytes` (1.9.0's request has no such field) the size is the tree's, as
+    /// pachd 1.9.0 sets it from the tree it reads; `trees` (output commits) are taken as
+    /// given, as 1.9.12+ take them with their `size_bytes`. The tree object is in `bucket`
+    /// already: a dump's object ops come before its commit ops.
+    pub fn build_commit(
+        &mut self,
+        bucket: &Bucket,
+        req: &pfs::BuildCommitRequest,
+    ) -> PachdResult<pfs::Commit> {
         let repo_name = commit_repo(req.parent.as_ref()).to_owned();
         self.repo(&repo_name)?;
         let id = if req.id.is_empty() {
@@ -740,14 +767,21 @@ impl State {
             self.resolve_commit(prov_repo, prov_id)?;
         }
         let started = req.started.or_else(|| Some(now()));
+        let size_bytes = match &req.tree {
+            Some(tree) if req.size_bytes == 0 => tree_size(bucket, &tree.hash),
+            _ => req.size_bytes,
+        };
         let info = pfs::CommitInfo {
             commit: Some(commit_msg(&repo_name, &id)),
             branch: (!req.branch.is_empty()).then(|| branch_msg(&repo_name, &req.branch)),
-            origin: req.origin,
+            // Every pachd 1.9–1.13 makes a commit without an origin a user commit.
+            origin: req.origin.or(Some(pfs::CommitOrigin {
+                kind: pfs::OriginKind::User as i32,
+            })),
             parent_commit: parent_id.as_deref().map(|p| commit_msg(&repo_name, p)),
             started,
             finished: req.finished.or(started),
-            size_bytes: req.size_bytes,
+            size_bytes,
             provenance: req.provenance.clone(),
             tree: req.tree.clone(),
             trees: req.trees.clone(),
@@ -1260,7 +1294,12 @@ impl State {
         }
         info.stopped = stopped;
         if !self.repos.contains_key(&name) {
-            self.create_repo(&name, &format!("Output repo for pipeline {name}."), false)?;
+            let description = if self.describe_output_repos {
+                format!("Output repo for pipeline {name}.")
+            } else {
+                String::new()
+            };
+            self.create_repo(&name, &description, false)?;
         }
         let output_branch = info.output_branch.clone();
         let output_exists = self.repos[&name].branches.contains_key(&output_branch);
@@ -1974,15 +2013,22 @@ mod tests {
             id: "c1".into(),
             ..Default::default()
         };
-        state.build_commit(&req).unwrap();
-        assert!(state.build_commit(&req).unwrap_err().is_already_exists());
+        let dir = tempfile::tempdir().unwrap();
+        let bucket = Bucket::open(dir.path()).unwrap();
+        state.build_commit(&bucket, &req).unwrap();
+        assert!(
+            state
+                .build_commit(&bucket, &req)
+                .unwrap_err()
+                .is_already_exists()
+        );
         let orphan = pfs::BuildCommitRequest {
             parent: Some(commit_msg("r", "missing")),
             id: "c2".into(),
             ..Default::default()
         };
         assert_eq!(
-            state.build_commit(&orphan).unwrap_err().message,
+            state.build_commit(&bucket, &orphan).unwrap_err().message,
             "commit missing not found in repo r"
         );
     }

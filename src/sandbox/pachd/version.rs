@@ -76,6 +76,27 @@ impl PachdVersion {
         self.minor >= 11
     }
 
+    /// Whether CreatePipeline describes the output repo it creates ("Output repo for pipeline
+    /// NAME."): 1.9.9 and later; the real 1.9.0 leaves the description empty.
+    pub fn describes_output_repos(&self) -> bool {
+        self.minor > 9 || self.micro >= 9
+    }
+
+    /// Whether Extract writes the storage as blocks (block + create_object ops) and the whole
+    /// metadata: the `__spec__` and output repos, commits with provenance and sizes, every
+    /// branch with its provenance, pipelines with their spec commits, and jobs. 1.9.6 and
+    /// later; 1.9.0 – 1.9.5 write each object's bytes as object ops and only the input repos,
+    /// their commits (parent, tree, ID, branch) after the pipelines.
+    pub fn extracts_blocks_and_outputs(&self) -> bool {
+        self.minor > 9 || self.micro >= 6
+    }
+
+    /// Whether Extract and ExtractPipeline copy a pipeline's `pod_spec` and `pod_patch`:
+    /// 1.9.4 and later.
+    pub fn extracts_pod_specs(&self) -> bool {
+        self.minor > 9 || self.micro >= 4
+    }
+
     /// Whether Restore refuses unknown and mixed op versions (1.10+) instead of skipping them.
     pub fn strict_op_versions(&self) -> bool {
         self.minor >= 10
