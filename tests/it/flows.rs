@@ -421,6 +421,12 @@ fn dry_run_prints_the_whole_plan_and_changes_nothing() {
         &work.path().join("sandbox"),
         &["--seed", "sample", "--no-new"],
     );
+    // Seeded pipelines settle from `starting` to `running` as their workers come up, as on a
+    // real cluster: compare the settled cluster, or the snapshot races that.
+    sandbox.eval(
+        work.path(),
+        "let c = pachd::connect(\"old\"); let n = 0; while n < 200 && c.pipelines().some(|p| p.state != \"running\") { sleep(0.05); n += 1; } n",
+    );
     let before = sandbox.eval(
         work.path(),
         "#{ svc: kube::connect(\"old\").get(\"service\", \"pachd\").spec, states: pachd::connect(\"old\").pipelines().map(|p| p.state) }",
