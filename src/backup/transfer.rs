@@ -14,6 +14,7 @@ use super::manifest::SourceInfo;
 use super::reader::RecordReader;
 use super::sink::{DumpSink, SinkSummary};
 use super::verify::{VerifyReport, verify};
+use super::wire::OpKind;
 use crate::kind::{Kind, Kinded};
 use crate::pachd::{ExtractFlags, PachdClient, PachdError};
 
@@ -436,6 +437,17 @@ pub async fn restore_from(
         None => client.clone(),
     };
     let last = Arc::new(std::sync::Mutex::new(String::from("none")));
+    let send_last = {
+        let readable = source.location().clone();
+        let inventory = checked.inventory.clone();
+        tokio::task::spawn_blocking(move || pipelines_to_send_last(&readable, &inventory))
+            .await
+            .map_err(|error| BackupError::Io {
+                action: "read",
+                target: location.display(),
+                source: std::io::Error::other(error.to_string()),
+            })??
+    };
 
     // Records are read on a plain thread and handed over through a small channel, so memory
     // stays bounded by the channel, whatever the dump's size. Block records are up to 10 MiB
@@ -455,6 +467,7 @@ pub async fn restore_from(
                     return;
                 }
             };
+            let mut held: Vec<(Bytes, String)> = Vec::new();
             loop {
                 // Wait for room before reading, so no record sits read but unsendable.
                 let Ok(slot) = futures::executor::block_on(sender.reserve()) else {
@@ -470,11 +483,24 @@ pub async fn restore_from(
                                 return;
                             }
                         };
-                        let label =
-                            format!("record {} {} {}", op.index, op.kind.as_str(), op.name());
+                        let name = op.name();
+                        let label = format!("record {} {} {name}", op.index, op.kind.as_str());
+                        if op.kind == OpKind::Pipeline && send_last.contains(&name) {
+                            drop(slot);
+                            held.push((op.bytes, label));
+                            continue;
+                        }
                         slot.send(Ok((op.bytes, label)));
                     }
-                    Ok(None) => return,
+                    Ok(None) => {
+                        drop(slot);
+                        for op in held {
+                            if futures::executor::block_on(sender.send(Ok(op))).is_err() {
+                                return;
+                            }
+                        }
+                        return;
+                    }
                     Err(error) => {
                         slot.send(Err(error));
                         return;
@@ -542,6 +568,51 @@ pub async fn restore_from(
             })
         }
     }
+}
+
+/// Pipelines whose op a restore sends after every other op. pachd 1.9.0–1.9.5 extract a
+/// stopped pipeline's output repo (stopping drops its branch's provenance) with the repo's
+/// commits and branches *after* the pipeline op. Sent in that order, pachd 1.9 refuses those
+/// commits once the pipeline has made the branch an output branch ("cannot start a commit on
+/// an output branch"), and a more lenient target keeps the branch without provenance, so the
+/// pipeline never runs again. Sent last, the pipeline finds its output repo, commits and
+/// branch in place and links them to its inputs, as on the source. Later versions extract
+/// pipelines after every commit, and dumps with jobs (which name their pipeline) are left
+/// as they are.
+fn pipelines_to_send_last(
+    location: &Location,
+    inventory: &super::inventory::Inventory,
+) -> Result<std::collections::BTreeSet<String>, BackupError> {
+    let mut send_last = std::collections::BTreeSet::new();
+    let carries_an_output_repo = (inventory.pipelines.iter())
+        .any(|pipeline| (inventory.repos.iter()).any(|repo| repo.name == pipeline.name));
+    if !carries_an_output_repo || inventory.jobs > 0 {
+        return Ok(send_last);
+    }
+    let mut records = RecordReader::new(location.open()?)?;
+    let mut pipelines_seen = std::collections::BTreeSet::new();
+    while let Some(record) = records.next_record()? {
+        // Object and block records are most of a dump: classify them without decoding.
+        let Ok((_, kind)) = super::wire::classify(&record.bytes) else {
+            continue;
+        };
+        if !matches!(kind, OpKind::Pipeline | OpKind::Commit | OpKind::Branch) {
+            continue;
+        }
+        let op = super::op::Op::from_record(record)?;
+        match kind {
+            OpKind::Pipeline => {
+                pipelines_seen.insert(op.name());
+            }
+            _ => {
+                let repo = op.repo();
+                if pipelines_seen.contains(&repo) {
+                    send_last.insert(repo);
+                }
+            }
+        }
+    }
+    Ok(send_last)
 }
 
 /// The refusal of a dump whose ops are newer than the target's pachd, if it is one: pachd 1.x decodes a Restore

@@ -1167,6 +1167,14 @@ pub mod pachd_api {
         }
         let mut deleted_repos = Array::new();
         for name in repos {
+            // A pipeline's output repo went with its pipeline: pachd deletes a missing repo
+            // without a word, so asking again would report it deleted twice.
+            if deleted_pipelines
+                .iter()
+                .any(|pipeline| pipeline.to_string() == name)
+            {
+                continue;
+            }
             let entry = crate::host::plan::PlanEntry::new("pachd", "delete_repo", &name)
                 .with_details(serde_json::json!({ "pachd": target, "cleanup": "restore" }));
             if host.may_change(entry) {

@@ -190,6 +190,9 @@ conformance!(
     a_restore_cut_mid_stream_is_cleaned_up_exactly,
     checkpoint_then_replay_copies_what_was_loaded_since,
     pachctl_verbs_read_the_same_on_both_servers,
+    stop_and_start_pass_through_the_same_states,
+    deleting_a_repo_that_does_not_exist_succeeds,
+    a_dump_of_stopped_pipelines_restores_with_their_outputs_linked,
 );
 
 /// The pipelines every filled cluster has: `edges` reads `images`, `stats` reads `labels`.
@@ -511,6 +514,156 @@ async fn pipelines_list_inspect_stop_and_start(server: Server) {
     assert_eq!(running.state, "running");
     let missing = client.stop_pipeline("nope").await.expect_err("no pipeline");
     assert_eq!(missing.kind(), Kind::NotFound, "{missing}");
+}
+
+/// The states an InspectPipeline poll sees from just after a stop (or start) until the
+/// pipeline settles, consecutive repeats folded; at most 20 s.
+async fn states_until(client: &PachdClient, settled: &str) -> Vec<(String, bool)> {
+    let mut seen: Vec<(String, bool)> = Vec::new();
+    for _ in 0..2_000 {
+        let pipeline = client.inspect_pipeline("edges").await.expect("inspect");
+        let now = (pipeline.state.clone(), pipeline.stopped);
+        if seen.last() != Some(&now) {
+            seen.push(now);
+        }
+        if pipeline.state == settled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    seen
+}
+
+/// Measured on the real pachd 1.9.0: StopPipeline returns with `stopped` set and the state
+/// still `running`; `paused` follows (tens of milliseconds later, unloaded); StartPipeline
+/// mirrors it. The sandbox must pass through the same states, and no others.
+async fn stop_and_start_pass_through_the_same_states(server: Server) {
+    let peer = Peer::start(server).await;
+    fill(&peer).await;
+    let client = peer.client().await;
+    let created = states_until(&client, "running").await;
+    assert_eq!(
+        created.last(),
+        Some(&("running".to_owned(), false)),
+        "{created:?}"
+    );
+    client.stop_pipeline("edges").await.expect("stop");
+    let stopping = states_until(&client, "paused").await;
+    let stopped_states: &[&[(&str, bool)]] =
+        &[&[("running", true), ("paused", true)], &[("paused", true)]];
+    assert!(
+        stopped_states.iter().any(|want| {
+            want.iter()
+                .map(|(s, b)| (s.to_string(), *b))
+                .collect::<Vec<_>>()
+                == stopping
+        }),
+        "after stop: {stopping:?}"
+    );
+    client.start_pipeline("edges").await.expect("start");
+    let starting = states_until(&client, "running").await;
+    let started_states: &[&[(&str, bool)]] = &[
+        &[("paused", false), ("running", false)],
+        &[("running", false)],
+    ];
+    assert!(
+        started_states.iter().any(|want| {
+            want.iter()
+                .map(|(s, b)| (s.to_string(), *b))
+                .collect::<Vec<_>>()
+                == starting
+        }),
+        "after start: {starting:?}"
+    );
+}
+
+/// Regression (migrate extracts with every pipeline stopped): pachd 1.9.0 extracts a
+/// stopped pipeline's output repo, its commits and branch after the pipeline op; `pachctl
+/// restore` of that dump into pachd 1.9.0 fails with "cannot start a commit on an output
+/// branch" once the dump holds output commits, and a lenient target drops the link between
+/// the pipeline and its output. ankus sends those pipelines last: the restore succeeds and
+/// the output branches are provenant on their inputs again.
+async fn a_dump_of_stopped_pipelines_restores_with_their_outputs_linked(server: Server) {
+    let source = Peer::start(server).await;
+    fill(&source).await;
+    let source_client = source.client().await;
+    let options = StopStartOptions {
+        timeout: Duration::from_secs(30),
+        poll: Duration::from_millis(50),
+        ..StopStartOptions::default()
+    };
+    source_client.stop_all(&options).await.expect("stop all");
+    let dir = temp_dir();
+    let dump = dir.path().join("paused.dump");
+    extract(&source_client, &dump, true).await;
+    let inventory = ankus::backup::verify::verify(&Location::File(dump.clone()))
+        .expect("verifies")
+        .inventory;
+    let output_commits: u64 = (inventory.repos.iter())
+        .filter(|repo| PIPELINES.iter().any(|(name, _)| *name == repo.name))
+        .map(|repo| repo.commits)
+        .sum();
+
+    let by_pachctl = Peer::start(server).await;
+    let bytes = std::fs::read(&dump).expect("read");
+    let out = by_pachctl.pachctl_with(&["restore"], Some(bytes)).await;
+    if output_commits > 0 {
+        assert_eq!(out.code, 1, "{out:?}");
+        assert!(
+            out.stderr
+                .contains("cannot start a commit on an output branch"),
+            "{out:?}"
+        );
+    } else {
+        assert_eq!(out.code, 0, "{out:?}");
+    }
+
+    let target = Peer::start(server).await;
+    let target_client = target.client().await;
+    restore(&target_client, &dump)
+        .await
+        .expect("ankus restores it");
+    for (name, input) in PIPELINES {
+        // pachd 1.9.0's pipeline ops do not say "stopped": restored, the pipelines run.
+        target_client
+            .inspect_pipeline(name)
+            .await
+            .expect("pipeline");
+        let branches = target_client.list_branches(name).await.expect("branches");
+        let master = branches
+            .iter()
+            .find(|branch| branch.name == "master")
+            .expect("output branch");
+        assert!(
+            master.provenance.contains(&format!("{input}@master")),
+            "{name}@master: {master:?}"
+        );
+    }
+    // And they come up running, as the source's did after its resume.
+    for (name, _) in PIPELINES {
+        let running = target_client
+            .wait_for_state(
+                name,
+                &["running"],
+                Duration::from_secs(30),
+                Duration::from_millis(50),
+            )
+            .await
+            .expect("running");
+        assert_eq!(running.state, "running");
+    }
+}
+
+/// pachd 1.9-1.13 answer DeleteRepo of a missing repo with OK (cleanups rely on knowing it).
+async fn deleting_a_repo_that_does_not_exist_succeeds(server: Server) {
+    let peer = Peer::start(server).await;
+    let client = peer.client().await;
+    client
+        .delete_repo("nope", false)
+        .await
+        .expect("deleting a missing repo succeeds");
+    let out = peer.pachctl_with(&["delete", "repo", "nope"], None).await;
+    assert_eq!(out.code, 0, "{out:?}");
 }
 
 async fn stop_all_pauses_and_start_all_resumes_every_pipeline(server: Server) {

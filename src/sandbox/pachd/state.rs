@@ -536,7 +536,10 @@ impl State {
             self.auth.acls.clear();
             return Ok(());
         }
-        self.repo(name)?;
+        // pachd 1.9-1.13 answer OK for a repo that does not exist.
+        if !self.repos.contains_key(name) {
+            return Ok(());
+        }
         if !force && let Some(pipeline) = self.pipelines.keys().find(|p| p.as_str() == name) {
             return Err(PachdError::unknown(format!(
                 "cannot delete repo {name}: it is the output repo of pipeline {pipeline} (use force)"
@@ -765,6 +768,17 @@ impl State {
             let prov_repo = commit_repo(prov.commit.as_ref());
             let prov_id = prov.commit.as_ref().map(|c| c.id.as_str()).unwrap_or("");
             self.resolve_commit(prov_repo, prov_id)?;
+        }
+        // pachd (every 1.x): a tree-less commit on a branch with provenance other than the
+        // spec repo is refused, unless the commit itself comes from pps (spec provenance).
+        let output_branch = (self.repo(&repo_name)?.branches.get(&req.branch))
+            .is_some_and(|branch| branch.provenance.iter().any(|(repo, _)| repo != SPEC_REPO));
+        let from_pps =
+            (req.provenance.iter()).any(|prov| commit_repo(prov.commit.as_ref()) == SPEC_REPO);
+        if output_branch && req.tree.is_none() && req.trees.is_empty() && !from_pps {
+            return Err(PachdError::unknown(
+                "cannot start a commit on an output branch",
+            ));
         }
         let started = req.started.or_else(|| Some(now()));
         let size_bytes = match &req.tree {
