@@ -1,6 +1,6 @@
 """python-pachyderm peer of `ankus extract`: `client.extract()` into a pachctl-format dump.
 
-usage: extract.py SANDBOX_DIR OUT
+usage: extract.py SANDBOX_DIR|HOST:PORT OUT
 """
 
 import json

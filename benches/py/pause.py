@@ -7,7 +7,7 @@ three `pachctl` processes (kinder to the peer: no process start per pipeline), t
 until every pipeline is paused (running) by polling ListPipeline on ankus' schedule (62.5 ms,
 doubling up to 500 ms).
 
-usage: pause.py SANDBOX_DIR          prints JSON: seconds of each phase
+usage: pause.py SANDBOX_DIR|HOST:PORT   prints JSON: seconds of each phase
 """
 
 import json

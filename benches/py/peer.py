@@ -1,4 +1,4 @@
-"""Shared by the python-pachyderm peers: a client for a sandbox context."""
+"""Shared by the python-pachyderm peers: a client for a sandbox context or a pachd address."""
 
 import json
 import os
@@ -16,10 +16,15 @@ _OPTIONS = [
 
 
 def client(sandbox_dir, context, raise_limits=True):
-    """A python_pachyderm.Client for context `old` or `new` of the sandbox in `sandbox_dir`."""
-    with open(os.path.join(sandbox_dir, "sandbox.json")) as f:
-        info = json.load(f)
-    address = info["clusters"][context]["address"].removeprefix("grpc://")
+    """A python_pachyderm.Client for context `old` or `new` of the sandbox in `sandbox_dir`,
+    or, when `sandbox_dir` is not a directory but `HOST:PORT`, for that pachd (a real one,
+    `benches/real.py`; `context` is then unused)."""
+    if os.path.isdir(sandbox_dir):
+        with open(os.path.join(sandbox_dir, "sandbox.json")) as f:
+            info = json.load(f)
+        address = info["clusters"][context]["address"].removeprefix("grpc://")
+    else:
+        address = sandbox_dir.removeprefix("grpc://")
     host, port = address.rsplit(":", 1)
     c = python_pachyderm.Client(host=host, port=int(port))
     if raise_limits:

@@ -1,6 +1,6 @@
 """python-pachyderm peer of `ankus restore`: `client.restore()` fed from a pachctl-format dump.
 
-usage: restore.py SANDBOX_DIR DUMP
+usage: restore.py SANDBOX_DIR|HOST:PORT DUMP
 """
 
 import json
