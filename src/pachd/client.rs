@@ -26,7 +26,7 @@ use super::model::{
     AclEntry, Branch, ClusterInfo, Commit, FileInfo, Pipeline, PipelineWait, Repo, Version, WhoAmI,
     cluster_role_name,
 };
-use crate::kind::Kinded;
+use crate::kind::{Kind, Kinded};
 use crate::proto::{admin, auth, pfs, pps, versionpb};
 
 /// Largest message accepted or sent. pachd's own limit is 20 MiB; accept more so a peer at
@@ -733,16 +733,33 @@ impl PachdClient {
                 error_kind: None,
             });
         }
-        if !already {
-            let outcome = match direction {
-                Direction::Stop => self.stop_pipeline(&pipeline.name).await,
-                Direction::Start => self.start_pipeline(&pipeline.name).await,
-            };
-            if let Err(error) = outcome {
+        if !already && let Err(error) = self.change_once(&pipeline.name, direction).await {
+            // pachd 1.9.0 now and then fails a stop with an internal error ("database not
+            // open": its hashtree cache closed a tree another request held). Stop and start
+            // are idempotent: when the call did not take effect, it is made once more.
+            if !matches!(
+                error.kind(),
+                Kind::Failed | Kind::Unavailable | Kind::Timeout
+            ) {
+                return Err(failed_wait(&pipeline, pipeline.state.clone(), &error));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let took_effect = self
+                .inspect_pipeline(&pipeline.name)
+                .await
+                .is_ok_and(|now| now.stopped == (direction == Direction::Stop));
+            if !took_effect && let Err(error) = self.change_once(&pipeline.name, direction).await {
                 return Err(failed_wait(&pipeline, pipeline.state.clone(), &error));
             }
         }
         Ok((pipeline, already))
+    }
+
+    async fn change_once(&self, name: &str, direction: Direction) -> Result<(), PachdError> {
+        match direction {
+            Direction::Stop => self.stop_pipeline(name).await,
+            Direction::Start => self.start_pipeline(name).await,
+        }
     }
 
     async fn await_change(

@@ -1147,3 +1147,91 @@ async fn restore_that_pachd_accepts_but_does_not_apply_is_an_error() {
         "{text}"
     );
 }
+
+/// Regression: pachd 1.9.0 fails a StopPipeline now and then with "database not open" (its
+/// hashtree cache), and `stop_all` gave up on that pipeline, leaving the run failed with the
+/// rest stopped. A failed call is made once more unless it took effect anyway.
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_all_makes_a_failed_stop_once_more_unless_it_took_effect() {
+    // "a": the first call fails and does nothing; "b": the first call fails but took effect.
+    let stopped: Arc<Mutex<std::collections::BTreeSet<String>>> = Arc::default();
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (list_stopped, stop_stopped, inspect_stopped) =
+        (stopped.clone(), stopped.clone(), stopped.clone());
+    let stop_calls = calls.clone();
+    let info = |name: &str, stopped: &std::collections::BTreeSet<String>| {
+        let is_stopped = stopped.contains(name);
+        let state = if is_stopped {
+            pps::PipelineState::PipelinePaused
+        } else {
+            pps::PipelineState::PipelineRunning
+        };
+        pipeline_info(name, state, is_stopped)
+    };
+    let running = Stub::pachd()
+        .unary(
+            "/pps.API/ListPipeline",
+            move |_: tonic::Request<pps::ListPipelineRequest>| {
+                let stopped = list_stopped.clone();
+                async move {
+                    let stopped = stopped.lock().expect("lock");
+                    Ok(pps::PipelineInfos {
+                        pipeline_info: ["a", "b"].iter().map(|n| info(n, &stopped)).collect(),
+                    })
+                }
+            },
+        )
+        .unary(
+            "/pps.API/InspectPipeline",
+            move |request: tonic::Request<pps::InspectPipelineRequest>| {
+                let stopped = inspect_stopped.clone();
+                async move {
+                    let name = request.into_inner().pipeline.expect("pipeline").name;
+                    Ok(info(&name, &stopped.lock().expect("lock")))
+                }
+            },
+        )
+        .unary(
+            "/pps.API/StopPipeline",
+            move |request: tonic::Request<pps::StopPipelineRequest>| {
+                let (stopped, calls) = (stop_stopped.clone(), stop_calls.clone());
+                async move {
+                    let name = request.into_inner().pipeline.expect("pipeline").name;
+                    let first = {
+                        let mut calls = calls.lock().expect("lock");
+                        calls.push(name.clone());
+                        calls.iter().filter(|called| **called == name).count() == 1
+                    };
+                    if first && name == "b" {
+                        stopped.lock().expect("lock").insert(name);
+                        return Err(Status::unknown("database not open"));
+                    }
+                    if first {
+                        return Err(Status::unknown("database not open"));
+                    }
+                    stopped.lock().expect("lock").insert(name);
+                    Ok(())
+                }
+            },
+        )
+        .start()
+        .await;
+    let client = PachdClient::connect(options(Target::Address(running.url())))
+        .await
+        .expect("connects");
+    let options = StopStartOptions {
+        poll: Duration::from_millis(20),
+        timeout: Duration::from_secs(10),
+        ..StopStartOptions::default()
+    };
+    let mut waits = client.stop_all(&options).await.expect("stop all");
+    waits.sort_by(|x, y| x.name.cmp(&y.name));
+    let seen: Vec<(&str, &str, Option<&str>)> = waits
+        .iter()
+        .map(|w| (w.name.as_str(), w.state.as_str(), w.error.as_deref()))
+        .collect();
+    assert_eq!(seen, [("a", "paused", None), ("b", "paused", None)]);
+    let mut calls = calls.lock().expect("lock").clone();
+    calls.sort();
+    assert_eq!(calls, ["a", "a", "b"], "a is stopped again, b is not");
+}
