@@ -547,6 +547,27 @@ fn ankus(
     command
 }
 
+/// `ankus backup inspect WORK/NAME --output json`, parsed.
+async fn inspect_dump(
+    work: &Path,
+    config: &Path,
+    kubeconfig: &Path,
+    name: &str,
+) -> serde_json::Value {
+    let dump = work.join(name);
+    let args = [
+        "backup",
+        "inspect",
+        dump.to_str().expect("utf-8"),
+        "--output",
+        "json",
+    ]
+    .map(String::from);
+    let out = run_ankus(work, config, kubeconfig, &args).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    serde_json::from_str(&out.stdout).expect("json")
+}
+
 /// Runs `ankus ARGS` to the end.
 async fn run_ankus(work: &Path, config: &Path, kubeconfig: &Path, args: &[String]) -> Outcome {
     ankus(work, config, kubeconfig, args)
@@ -743,25 +764,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
     let backed_up = number_before(&stdout, "backup: ", " ops;");
     let restored = number_before(&stdout, "restored ", " ops into new (1.13.4)");
     assert_eq!(backed_up, restored, "{stdout}");
-    let dump: serde_json::Value = {
-        let dump = work.path().join("migrate.dump");
-        let out = run_ankus(
-            work.path(),
-            &config,
-            &kubeconfig,
-            &[
-                "backup",
-                "inspect",
-                dump.to_str().expect("utf-8"),
-                "--output",
-                "json",
-            ]
-            .map(String::from),
-        )
-        .await;
-        assert_eq!(out.code, 0, "{out:?}");
-        serde_json::from_str(&out.stdout).expect("json")
-    };
+    let dump = inspect_dump(work.path(), &config, &kubeconfig, "migrate.dump").await;
     assert_eq!(dump["records"].as_u64(), Some(backed_up), "{dump}");
     assert_eq!(dump["versions"], serde_json::json!({ "1.9": backed_up }));
     assert!(
@@ -986,25 +989,7 @@ async fn migrate_1_8_to_1_9_restores_into_a_real_1_9_redeployed_on_the_same_buck
         "{}",
         resumed.stderr
     );
-    let summary = {
-        let dump = work.path().join("pre-1.9.dump");
-        let out = run_ankus(
-            work.path(),
-            &config,
-            &kubeconfig,
-            &[
-                "backup",
-                "inspect",
-                dump.to_str().expect("utf-8"),
-                "--output",
-                "json",
-            ]
-            .map(String::from),
-        )
-        .await;
-        assert_eq!(out.code, 0, "{out:?}");
-        serde_json::from_str::<serde_json::Value>(&out.stdout).expect("json")
-    };
+    let summary = inspect_dump(work.path(), &config, &kubeconfig, "pre-1.9.dump").await;
     let ops = summary["records"].as_u64().expect("records");
     assert!(
         resumed.stdout.contains(&format!(
