@@ -94,15 +94,9 @@ pub fn extract(
                 ..Default::default()
             });
         }
-        for tag in bucket.list_tags().map_err(|e| io("list tags", e))? {
-            let Some(hash) = bucket.tag_target(&tag).map_err(|e| io("read tag", e))? else {
-                continue;
-            };
+        for tag in tag_requests(bucket)? {
             out!(admin::Op113 {
-                tag: Some(pfs::TagObjectRequest {
-                    object: Some(pfs::Object { hash }),
-                    tags: vec![pfs::Tag { name: tag }],
-                }),
+                tag: Some(tag),
                 ..Default::default()
             });
         }
@@ -341,15 +335,9 @@ fn extract_before_1_9_6(
         // Name order too, as pachd walks `tag/`; but pachd reads the tags it finds in
         // parallel and sends each as its read finishes, so with several tags its own order
         // can differ from run to run.
-        for tag in bucket.list_tags().map_err(|e| io("list tags", e))? {
-            let Some(hash) = bucket.tag_target(&tag).map_err(|e| io("read tag", e))? else {
-                continue;
-            };
+        for tag in tag_requests(bucket)? {
             out!(admin::Op113 {
-                tag: Some(pfs::TagObjectRequest {
-                    object: Some(pfs::Object { hash }),
-                    tags: vec![pfs::Tag { name: tag }],
-                }),
+                tag: Some(tag),
                 ..Default::default()
             });
         }
@@ -611,6 +599,22 @@ pub fn extract_pipeline(
         },
         version.minor,
     )
+}
+
+/// One TagObjectRequest per tag in the bucket, in name order (both extract layouts).
+fn tag_requests(bucket: &Bucket) -> PachdResult<Vec<pfs::TagObjectRequest>> {
+    let io = |what: &str, err: std::io::Error| PachdError::io(what, &err);
+    let mut requests = Vec::new();
+    for tag in bucket.list_tags().map_err(|e| io("list tags", e))? {
+        let Some(hash) = bucket.tag_target(&tag).map_err(|e| io("read tag", e))? else {
+            continue;
+        };
+        requests.push(pfs::TagObjectRequest {
+            object: Some(pfs::Object { hash }),
+            tags: vec![pfs::Tag { name: tag }],
+        });
+    }
+    Ok(requests)
 }
 
 #[cfg(test)]
