@@ -19,7 +19,7 @@ use ankus::pachd::{ConnectOptions, ExtractFlags, PachdClient, StopStartOptions, 
 
 use crate::faults::{Cut, CutProxy, Served, serve};
 use crate::real_pachd::{RealPachd, pachctl};
-use crate::support::{Outcome, ankus_async, pach_config, temp_dir, write};
+use crate::support::{Outcome, ankus_async, noise, pach_config, temp_dir, write};
 
 /// The differences between the sandbox and the real pachd 1.9.0 that are intended, each with
 /// why; every case below asserts the same on both servers except where it names one of these.
@@ -197,19 +197,6 @@ conformance!(
 
 /// The pipelines every filled cluster has: `edges` reads `images`, `stats` reads `labels`.
 const PIPELINES: &[(&str, &str)] = &[("edges", "images"), ("stats", "labels")];
-
-/// Deterministic bytes of `len` (xorshift), so both servers get the same files.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
 
 /// The files put into `images` (two commits) and `labels` (one), by path.
 fn files() -> Vec<(&'static str, &'static str, Vec<u8>)> {

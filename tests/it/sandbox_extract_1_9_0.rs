@@ -16,20 +16,7 @@ use sha2::{Digest, Sha512};
 
 use crate::conformance::{Peer, Server};
 use crate::real_pachd::pachctl_bin;
-use crate::support::temp_dir;
-
-/// Deterministic bytes of `len` (xorshift).
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as u8
-        })
-        .collect()
-}
+use crate::support::{noise, temp_dir};
 
 /// Fills `peer` through the real pachctl: `images` (described) with three commits on master,
 /// the third holding a 5 MB file (three object ops), and `dev` forked from the first commit

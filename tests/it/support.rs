@@ -105,3 +105,16 @@ pub fn pach_config(dir: &Path, contexts: &[(&str, &str, Option<&str>)]) -> PathB
     std::fs::write(&path, config.to_string()).expect("write config");
     path
 }
+
+/// Deterministic bytes of `len` (xorshift), so two servers get the same files.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
