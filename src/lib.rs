@@ -6,6 +6,7 @@ pub mod backup;
 pub mod bindings;
 pub mod cli;
 pub mod fsutil;
+pub mod holder;
 pub mod host;
 pub mod kind;
 pub mod kube;

@@ -281,7 +281,7 @@ mod support {
 
     use super::{Kube, KubeObject};
     use crate::host::context::HostCtx;
-    use crate::host::convert::from_json;
+    use crate::host::convert::{from_json, to_json};
     use crate::host::error::{BindingResult, script_error, script_fail};
     use crate::host::plan::PlanEntry;
     use crate::kind::Kind;
@@ -512,6 +512,109 @@ mod support {
             .check(path)
             .map_err(|message| script_fail(Kind::PermissionDenied, message, position))
     }
+
+    /// `swap_node_ports`, optionally setting the quiesce mark in the same patch.
+    pub(super) fn swap_node_ports_marked(
+        call: &NativeCallContext,
+        kube: &Kube,
+        service: &str,
+        mapping: Map,
+        record: Option<&Value>,
+    ) -> BindingResult<KubeObject> {
+        let host = HostCtx::of(call)?;
+
+        let position = call.call_position();
+        let mut wanted = Vec::new();
+        for (from, to) in &mapping {
+            let from = from.parse::<i64>().map_err(|_| {
+                script_fail(
+                    Kind::Invalid,
+                    format!("node port '{from}' is not a number"),
+                    position,
+                )
+            })?;
+            let to = to.as_int().map_err(|_| {
+                script_fail(
+                    Kind::Invalid,
+                    format!("new node port for {from} is not a number"),
+                    position,
+                )
+            })?;
+            wanted.push((from, to));
+        }
+        let (client, name) = (kube.client.clone(), service.to_owned());
+        let current = host
+            .block_on(
+                async move { client.get("services", &name, None).await },
+                position,
+            )?
+            .map_err(|error| fail(error, position))?;
+        let ports = current["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut operations = Vec::new();
+        let mut indexes = Vec::new();
+        for (from, to) in &wanted {
+            let index = ports
+                .iter()
+                .position(|port| port["nodePort"].as_i64() == Some(*from))
+                .ok_or_else(|| {
+                    script_fail(
+                        Kind::NotFound,
+                        format!("service {service} has no nodePort {from}"),
+                        position,
+                    )
+                })?;
+            indexes.push(index);
+            // `test` makes the patch fail rather than move the wrong port if the list changed.
+            operations.push(json!({ "op": "test", "path": format!("/spec/ports/{index}/nodePort"), "value": from }));
+            operations.push(json!({ "op": "replace", "path": format!("/spec/ports/{index}/nodePort"), "value": to }));
+        }
+        if let Some(record) = record {
+            operations.push(crate::kube::quiesce::set_mark_operation(&current, record));
+        }
+        let patched = run_patch(
+            call,
+            kube,
+            "services",
+            service,
+            Value::Array(operations),
+            PatchType::Json,
+        );
+        let after = match patched {
+            Ok(after) => after,
+            Err(error) => {
+                // A patch whose answer was lost (a timeout) may have landed; its resend then
+                // fails on the `test` of the old port. Ports that are already where they were
+                // to go mean the swap is done, whoever's request did it.
+                let (client, name) = (kube.client.clone(), service.to_owned());
+                let now = host.block_on(
+                    async move { client.get("services", &name, None).await },
+                    position,
+                )?;
+                match now {
+                    Ok(now) if ports_at(&now, &wanted, &indexes) => {
+                        host.warn(&format!(
+                            "the nodePort change of service {service} reported a failure ({}) \
+                             but is in place: an attempt whose answer was lost made it, or \
+                             someone else did",
+                            crate::host::error::HostError::find(&error)
+                                .map(|error| error.message)
+                                .unwrap_or_else(|| error.to_string())
+                        ));
+                        from_json(&now)
+                    }
+                    _ => return Err(error),
+                }
+            }
+        };
+        let raw = to_json(Some(call), &after);
+        if raw.is_null() {
+            return Ok(KubeObject::service(current));
+        }
+        Ok(KubeObject::service(raw))
+    }
 }
 
 /// Kubernetes: connect through a kubeconfig context, read and change any resource kind, typed
@@ -525,8 +628,8 @@ pub mod kube_api {
     use serde_json::{Value, json};
 
     use super::support::{
-        apply_objects, checked_path, connect_options, fail, list_options, option_text, ports_at,
-        run_patch, target, timeout_option, typed,
+        apply_objects, checked_path, connect_options, fail, list_options, option_text, run_patch,
+        swap_node_ports_marked, target, timeout_option, typed,
     };
     use super::{Kube, KubeObject};
     use crate::host::context::HostCtx;
@@ -1191,95 +1294,153 @@ pub mod kube_api {
         service: &str,
         mapping: Map,
     ) -> BindingResult<KubeObject> {
+        swap_node_ports_marked(&call, kube, service, mapping, None)
+    }
+
+    /// `swap_node_ports` that also sets the Service's quiesce mark to `record` in the same
+    /// patch (see `mark_quiesce`): the ports never move without the record of what moved them.
+    ///
+    /// ```rhai
+    /// k.swap_node_ports("pachd", #{ "30650": 30649 }, #{ holder: run_holder(), state: "blocked" });
+    /// ```
+    #[rhai_fn(global, name = "swap_node_ports", return_raw)]
+    pub fn swap_node_ports_with_mark(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        service: &str,
+        mapping: Map,
+        record: Map,
+    ) -> BindingResult<KubeObject> {
+        let record = to_json(Some(&call), &Dynamic::from_map(record));
+        swap_node_ports_marked(&call, kube, service, mapping, Some(&record))
+    }
+
+    /// Reads the quiesce mark an ankus run left on Service `service` (the annotation
+    /// `ankus.io/quiesce`): the record it wrote (`holder`, `state`, `pipelines`, `saved`,
+    /// `ports`, ...) plus `swapped` (whether the nodePorts are where it moved them), or `()`.
+    ///
+    /// ```rhai
+    /// let mark = k.quiesce_mark("pachd");
+    /// if mark != () { print(`held by ${describe_holder(mark.holder)}`); }
+    /// ```
+    #[rhai_fn(global, return_raw, volatile)]
+    pub fn quiesce_mark(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        service: &str,
+    ) -> BindingResult<Dynamic> {
         let host = HostCtx::of(&call)?;
         let position = call.call_position();
-        let mut wanted = Vec::new();
-        for (from, to) in &mapping {
-            let from = from.parse::<i64>().map_err(|_| {
-                script_fail(
-                    Kind::Invalid,
-                    format!("node port '{from}' is not a number"),
-                    position,
-                )
-            })?;
-            let to = to.as_int().map_err(|_| {
-                script_fail(
-                    Kind::Invalid,
-                    format!("new node port for {from} is not a number"),
-                    position,
-                )
-            })?;
-            wanted.push((from, to));
+        let (client, name) = (kube.client.clone(), service.to_owned());
+        let mark = host
+            .block_on(async move { client.quiesce_mark(&name).await }, position)?
+            .map_err(|error| fail(error, position))?;
+        Ok(match mark {
+            None => Dynamic::UNIT,
+            Some(mark) => {
+                let mut record = mark.record;
+                if record.is_object() {
+                    record["swapped"] = mark.swapped.into();
+                }
+                from_json(&record)
+            }
+        })
+    }
+
+    /// Writes `record` as the quiesce mark of Service `service` (write-ahead: before the run
+    /// pauses or blocks anything), under the resourceVersion read, never over the mark of
+    /// another run (an error naming its holder, kind `conflict`). Dry run: planned, not done.
+    ///
+    /// ```rhai
+    /// k.mark_quiesce("pachd", #{ holder: run_holder(), state: "pausing", pipelines: ["edges"] });
+    /// ```
+    #[rhai_fn(global, return_raw)]
+    pub fn mark_quiesce(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        service: &str,
+        record: Map,
+    ) -> BindingResult<()> {
+        let host = HostCtx::of(&call)?;
+        let position = call.call_position();
+        let record = to_json(Some(&call), &Dynamic::from_map(record));
+        let entry = PlanEntry::new("kube", "annotate", target(&kube.client, "service", service))
+            .with_details(
+                json!({ "annotation": crate::kube::MARK_ANNOTATION, "state": record["state"] }),
+            );
+        if !host.may_change(entry) {
+            return Ok(());
         }
         let (client, name) = (kube.client.clone(), service.to_owned());
-        let current = host
-            .block_on(
-                async move { client.get("services", &name, None).await },
-                position,
-            )?
+        host.block_on(
+            async move { client.set_quiesce_mark(&name, &record).await },
+            position,
+        )?
+        .map_err(|error| fail(error, position))
+    }
+
+    /// Removes the quiesce mark of Service `service` (nothing else changes). Returns whether
+    /// there was one. Dry run: planned, not done.
+    ///
+    /// ```rhai
+    /// k.clear_quiesce_mark("pachd");
+    /// ```
+    #[rhai_fn(global, return_raw)]
+    pub fn clear_quiesce_mark(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        service: &str,
+    ) -> BindingResult<bool> {
+        let host = HostCtx::of(&call)?;
+        let position = call.call_position();
+        let entry = PlanEntry::new(
+            "kube",
+            "unannotate",
+            target(&kube.client, "service", service),
+        )
+        .with_details(json!({ "annotation": crate::kube::MARK_ANNOTATION }));
+        if !host.may_change(entry) {
+            return Ok(false);
+        }
+        let (client, name) = (kube.client.clone(), service.to_owned());
+        host.block_on(
+            async move { client.clear_quiesce_mark(&name).await },
+            position,
+        )?
+        .map_err(|error| fail(error, position))
+    }
+
+    /// Puts back the nodePorts the quiesce mark of Service `service` says were moved, and
+    /// removes the mark, in one patch (the saved spec file is not needed). Returns the Service
+    /// after, or `()` when it carried no mark. Dry run: planned, not done.
+    ///
+    /// ```rhai
+    /// k.revert_quiesce("pachd");
+    /// ```
+    #[rhai_fn(global, return_raw)]
+    pub fn revert_quiesce(
+        call: NativeCallContext,
+        kube: &mut Kube,
+        service: &str,
+    ) -> BindingResult<Dynamic> {
+        let host = HostCtx::of(&call)?;
+        let position = call.call_position();
+        let entry = PlanEntry::new(
+            "kube",
+            "revert_node_ports",
+            target(&kube.client, "service", service),
+        )
+        .with_details(json!({ "annotation": crate::kube::MARK_ANNOTATION }));
+        if !host.may_change(entry) {
+            return Ok(Dynamic::UNIT);
+        }
+        let (client, name) = (kube.client.clone(), service.to_owned());
+        let after = host
+            .block_on(async move { client.revert_quiesce(&name).await }, position)?
             .map_err(|error| fail(error, position))?;
-        let ports = current["spec"]["ports"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let mut operations = Vec::new();
-        let mut indexes = Vec::new();
-        for (from, to) in &wanted {
-            let index = ports
-                .iter()
-                .position(|port| port["nodePort"].as_i64() == Some(*from))
-                .ok_or_else(|| {
-                    script_fail(
-                        Kind::NotFound,
-                        format!("service {service} has no nodePort {from}"),
-                        position,
-                    )
-                })?;
-            indexes.push(index);
-            // `test` makes the patch fail rather than move the wrong port if the list changed.
-            operations.push(json!({ "op": "test", "path": format!("/spec/ports/{index}/nodePort"), "value": from }));
-            operations.push(json!({ "op": "replace", "path": format!("/spec/ports/{index}/nodePort"), "value": to }));
-        }
-        let patched = run_patch(
-            &call,
-            kube,
-            "services",
-            service,
-            Value::Array(operations),
-            PatchType::Json,
-        );
-        let after = match patched {
-            Ok(after) => after,
-            Err(error) => {
-                // A patch whose answer was lost (a timeout) may have landed; its resend then
-                // fails on the `test` of the old port. Ports that are already where they were
-                // to go mean the swap is done, whoever's request did it.
-                let (client, name) = (kube.client.clone(), service.to_owned());
-                let now = host.block_on(
-                    async move { client.get("services", &name, None).await },
-                    position,
-                )?;
-                match now {
-                    Ok(now) if ports_at(&now, &wanted, &indexes) => {
-                        host.warn(&format!(
-                            "the nodePort change of service {service} reported a failure ({}) \
-                             but is in place: an attempt whose answer was lost made it, or \
-                             someone else did",
-                            crate::host::error::HostError::find(&error)
-                                .map(|error| error.message)
-                                .unwrap_or_else(|| error.to_string())
-                        ));
-                        from_json(&now)
-                    }
-                    _ => return Err(error),
-                }
-            }
-        };
-        let raw = to_json(Some(&call), &after);
-        if raw.is_null() {
-            return Ok(KubeObject::service(current));
-        }
-        Ok(KubeObject::service(raw))
+        Ok(after
+            .map(|after| from_json(&after))
+            .unwrap_or(Dynamic::UNIT))
     }
 
     /// Saves an object to a JSON file (atomically), without server-managed fields, so it can

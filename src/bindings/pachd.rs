@@ -412,6 +412,14 @@ fn stop_start_options(
     if let Some(poll) = seconds_option(call, map, "poll")? {
         options.poll = poll.max(Duration::from_millis(10));
     }
+    // Rehearsals (`-a hold_at=stop:NAME:after`) stop the run between two pipelines.
+    let host = HostCtx::of(call)?;
+    if host.hold_at().is_some() {
+        options.hook = Some(pachd::ChangeHook(std::sync::Arc::new(move |point| {
+            let host = host.clone();
+            Box::pin(async move { host.hold(&point).await })
+        })));
+    }
     Ok(options)
 }
 

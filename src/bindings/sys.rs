@@ -362,6 +362,144 @@ pub mod sys_api {
         Ok(())
     }
 
+    /// Whether step `name` finished in this run or an earlier attempt of it (same journal).
+    ///
+    /// ```rhai
+    /// if step_done("quiesce") { print("inside the window"); }
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn step_done(call: NativeCallContext, name: &str) -> BindingResult<bool> {
+        let host = HostCtx::of(&call)?;
+        Ok(
+            host.with_journal(|journal| {
+                journal.is_some_and(|journal| journal.done(name).is_some())
+            }),
+        )
+    }
+
+    /// Write-ahead: records in the journal what the run is about to do (under `key`), and saves
+    /// it before returning, so a successor of a run killed mid-way knows exactly what to undo.
+    /// Fails when it cannot be saved: do not act then. Does nothing in a dry run or without a
+    /// journal.
+    ///
+    /// ```rhai
+    /// intend("pause", #{ pipelines: ["edges"] });
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn intend(call: NativeCallContext, key: &str, value: Dynamic) -> BindingResult<()> {
+        let host = HostCtx::of(&call)?;
+        if host.is_dry_run() {
+            return Ok(());
+        }
+        let value = to_json(Some(&call), &value);
+        let saved = host.with_journal(|journal| journal.map(|journal| journal.intend(key, value)));
+        match saved {
+            Some(Err(error)) => Err(script_fail(
+                Kind::Io,
+                format!(
+                    "record what the run is about to do ({key}): {}",
+                    crate::kind::chain_text(&error)
+                ),
+                call.call_position(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// What `intend(key, ...)` recorded in this run or an earlier attempt of it (same
+    /// journal), or `()`.
+    ///
+    /// ```rhai
+    /// let left = intended("pause");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn intended(call: NativeCallContext, key: &str) -> BindingResult<Dynamic> {
+        let host = HostCtx::of(&call)?;
+        let value =
+            host.with_journal(|journal| journal.and_then(|journal| journal.intended(key).cloned()));
+        Ok(value
+            .map(|value| from_json(&value))
+            .unwrap_or(Dynamic::UNIT))
+    }
+
+    /// Drops what `intend(key, ...)` recorded: it is done, or undone.
+    ///
+    /// ```rhai
+    /// settle("pause");
+    /// ```
+    #[rhai_fn(return_raw)]
+    pub fn settle(call: NativeCallContext, key: &str) -> BindingResult<()> {
+        let host = HostCtx::of(&call)?;
+        if host.is_dry_run() {
+            return Ok(());
+        }
+        let outcome = host.with_journal(|journal| journal.map(|journal| journal.settle(key)));
+        if let Some(Err(error)) = outcome {
+            host.warn(&crate::kind::chain_text(&error));
+        }
+        Ok(())
+    }
+
+    /// This run as it names itself in the marks it leaves on a cluster:
+    /// `#{ run, script, host, pid, journal, started_at }`. `run` is the same for every re-run
+    /// of one journal until the run finishes.
+    ///
+    /// ```rhai
+    /// let me = run_holder();
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn run_holder(call: NativeCallContext) -> BindingResult<Dynamic> {
+        Ok(from_json(&HostCtx::of(&call)?.holder()))
+    }
+
+    /// How a holder record (from `run_holder()`, found on a cluster) stands to this run:
+    /// `"mine"` (this run, or an earlier attempt of it), `"alive"` (another live process on
+    /// this machine), `"dead"` (its process on this machine is gone) or `"elsewhere"`
+    /// (another machine: cannot be told).
+    ///
+    /// ```rhai
+    /// if holder_standing(record.holder) == "alive" { throw "another run holds it"; }
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn holder_standing(call: NativeCallContext, holder: Dynamic) -> BindingResult<String> {
+        let host = HostCtx::of(&call)?;
+        let holder = to_json(Some(&call), &holder);
+        Ok(crate::holder::standing(&holder, &host.run_id())
+            .as_str()
+            .to_owned())
+    }
+
+    /// A holder record in words, for messages.
+    ///
+    /// ```rhai
+    /// throw `held by ${describe_holder(record.holder)}`;
+    /// ```
+    pub fn describe_holder(call: NativeCallContext, holder: Dynamic) -> String {
+        crate::holder::describe(&to_json(Some(&call), &holder))
+    }
+
+    /// A rehearsal point: with `-a hold_at=POINT` the run waits here (`-a hold_seconds`,
+    /// default 30) so it can be interrupted or killed at exactly this point; otherwise returns
+    /// at once.
+    ///
+    /// ```rhai
+    /// hold("quiesce:before_swap");
+    /// ```
+    #[rhai_fn(return_raw, volatile)]
+    pub fn hold(call: NativeCallContext, point: &str) -> BindingResult<()> {
+        let host = HostCtx::of(&call)?;
+        if host.hold_at().is_none() {
+            return Ok(());
+        }
+        let waiting = host.clone();
+        let point = point.to_owned();
+        host.block_on_for(
+            async move { waiting.hold(&point).await },
+            None,
+            call.call_position(),
+        )
+    }
+
     /// Records an entry in the dry-run plan, for a change a dry run cannot reach through a
     /// binding (e.g. a restore into a cluster the dry run did not deploy). Does nothing when
     /// the run is real.

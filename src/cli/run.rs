@@ -1,5 +1,6 @@
 //! `ankus run SCRIPT`: resolve the script, build the host, run it, print the plan or the JSON
-//! result, and exit with 0, 1, 2 or 130.
+//! result, and exit with 0, 1, 2, or 128 + the signal
+//! that interrupted it (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -73,6 +74,36 @@ pub fn cancel_on_ctrl_c(host: &Arc<HostCtx>) {
     });
 }
 
+/// Cancels `host` on SIGINT, SIGTERM and SIGHUP for as long as the process runs: a run
+/// stopped by Kubernetes (SIGTERM) or a closed terminal (SIGHUP) gets the same compensation as
+/// Ctrl-C: the script stops at its next safe point and its deferred cleanups run.
+pub fn cancel_on_signals(host: &Arc<HostCtx>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    for (kind, number, name) in [
+        (SignalKind::interrupt(), 2, "SIGINT"),
+        (SignalKind::terminate(), 15, "SIGTERM"),
+        (SignalKind::hangup(), 1, "SIGHUP"),
+    ] {
+        let host = Arc::downgrade(host);
+        crate::host::runtime::spawn(async move {
+            let Ok(mut stream) = signal(kind) else {
+                return;
+            };
+            while stream.recv().await.is_some() {
+                match host.upgrade() {
+                    Some(host) => {
+                        host.error(&format!(
+                            "interrupted ({name}): stopping at the next safe point (cleanups will run)"
+                        ));
+                        host.cancel_by_signal(number);
+                    }
+                    None => break,
+                }
+            }
+        });
+    }
+}
+
 /// Runs `ankus run`.
 pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Result<u8> {
     let script = sources::find_script(&run_args.script, cli.scripts.as_deref())?;
@@ -90,7 +121,7 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
         None
     };
     let host = HostCtx::new(options);
-    cancel_on_ctrl_c(&host);
+    cancel_on_signals(&host);
     let engine = build_engine(&host, &limits(&run_args.script_options));
     // A fresh sandbox has nothing to resume, so its journal lives (and dies) with it.
     let journal_root = match &sandbox {
@@ -132,7 +163,12 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
         Ok(_) => Ok(super::EXIT_OK),
         Err(failure) => {
             console.err(&failure.rendered);
-            Ok(u8::try_from(failure.exit_code).unwrap_or(super::EXIT_FAILED))
+            // Interrupted: 128 + the signal, as a shell reports it (130 for Ctrl-C).
+            let code = match host.signal() {
+                Some(number) if failure.exit_code == 130 => 128 + number,
+                _ => failure.exit_code,
+            };
+            Ok(u8::try_from(code).unwrap_or(super::EXIT_FAILED))
         }
     }
 }

@@ -189,6 +189,10 @@ pub struct HostCtx {
     cancel: Mutex<CancellationToken>,
     journal: Mutex<Option<Journal>>,
     defers: Mutex<Vec<FnPtr>>,
+    /// The run's identity when it has no journal (a dry run, the REPL).
+    run_id: String,
+    /// The signal that interrupted the run (2 SIGINT, 15 SIGTERM, 1 SIGHUP), if one did.
+    signal: std::sync::atomic::AtomicI32,
 }
 
 /// The engine tag that carries the context; opaque to scripts.
@@ -212,6 +216,8 @@ impl HostCtx {
             cancel: Mutex::new(CancellationToken::new()),
             journal: Mutex::new(None),
             defers: Mutex::new(Vec::new()),
+            run_id: super::journal::new_run_id(),
+            signal: std::sync::atomic::AtomicI32::new(0),
         })
     }
 
@@ -291,6 +297,75 @@ impl HostCtx {
     /// Cancels whatever is running (Ctrl-C).
     pub fn cancel(&self) {
         lock(&self.cancel).cancel();
+    }
+
+    /// Cancels the run because signal `number` arrived (remembered for the exit code).
+    pub fn cancel_by_signal(&self, number: i32) {
+        self.signal.store(number, Ordering::SeqCst);
+        self.cancel();
+    }
+
+    /// The signal that interrupted the run, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self.signal.load(Ordering::SeqCst) {
+            0 => None,
+            number => Some(number),
+        }
+    }
+
+    /// The run's identity: the journal's (the same across re-runs of one run), else this
+    /// process's.
+    pub fn run_id(&self) -> String {
+        self.with_journal(|journal| journal.map(|journal| journal.run_id().to_owned()))
+            .unwrap_or_else(|| self.run_id.clone())
+    }
+
+    /// This run as it names itself in the marks it leaves on clusters.
+    pub fn holder(&self) -> serde_json::Value {
+        let (script, journal) = self
+            .with_journal(|journal| {
+                journal.map(|journal| {
+                    let path = std::path::absolute(journal.path())
+                        .unwrap_or_else(|_| journal.path().to_path_buf());
+                    (
+                        journal.script().to_owned(),
+                        Some(path.display().to_string()),
+                    )
+                })
+            })
+            .unwrap_or_default();
+        crate::holder::this_run(&self.run_id(), &script, journal.as_deref())
+    }
+
+    /// A rehearsal point: when the run was started with `-a hold_at=POINT`, waits there
+    /// (`-a hold_seconds`, default 30) so an operator or a test can interrupt or kill the run
+    /// at exactly that point. Returns at once otherwise, or when the run is cancelled.
+    pub fn hold_at(&self) -> Option<(String, Duration)> {
+        let point = self.options.args.get("hold_at")?.clone();
+        let seconds = self
+            .options
+            .args
+            .get("hold_seconds")
+            .and_then(|seconds| seconds.parse::<u64>().ok())
+            .unwrap_or(30);
+        Some((point, Duration::from_secs(seconds)))
+    }
+
+    /// Waits at rehearsal point `point` if the run asked to (see [`HostCtx::hold_at`]).
+    pub async fn hold(&self, point: &str) {
+        if let Some((wanted, seconds)) = self.hold_at()
+            && wanted == point
+        {
+            self.warn(&format!(
+                "holding at {point} for {}s (-a hold_at)",
+                seconds.as_secs()
+            ));
+            let token = self.cancel_token();
+            tokio::select! {
+                _ = tokio::time::sleep(seconds) => {}
+                _ = token.cancelled() => {}
+            }
+        }
     }
 
     /// Installs a fresh token (before each REPL line, and before deferred cleanups run).

@@ -1,5 +1,7 @@
 //! The run journal: which steps of a script finished, with their results, so a re-run after a
-//! failure resumes at the failed step.
+//! failure resumes at the failed step; what a step is about to do (write-ahead intents), so a
+//! successor of a run that was killed knows exactly what to undo; and the run's identity, held
+//! under an exclusive lock so two runs never share one journal.
 
 use std::path::{Path, PathBuf};
 
@@ -23,10 +25,22 @@ pub struct StepRecord {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct JournalFile {
     script: String,
+    /// The run's identity: kept across re-runs until the run finishes, so a re-run knows the
+    /// marks an earlier attempt left on a cluster as its own.
+    #[serde(default)]
+    run: String,
     #[serde(default)]
     finished: bool,
     #[serde(default)]
     steps: Vec<StepRecord>,
+    /// Write-ahead records: what the run is about to change, saved before it changes it.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    intents: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A new run identity.
+pub fn new_run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// Errors reading or writing a journal.
@@ -49,6 +63,16 @@ pub enum JournalError {
         /// What is wrong.
         message: String,
     },
+    /// Another process holds the journal.
+    #[error(
+        "journal {path} is in use by another ankus run ({holder}); wait for it to end, or pass another --journal"
+    )]
+    Busy {
+        /// The journal path.
+        path: PathBuf,
+        /// Who holds it, as that run wrote it in the lock file.
+        holder: String,
+    },
     /// The journal belongs to another script.
     #[error("journal {path} belongs to script '{other}', not '{script}'; pass another --journal")]
     OtherScript {
@@ -65,6 +89,7 @@ impl crate::kind::Kinded for JournalError {
     fn kind(&self) -> crate::kind::Kind {
         match self {
             JournalError::Io { .. } => crate::kind::Kind::Io,
+            JournalError::Busy { .. } => crate::kind::Kind::Conflict,
             JournalError::Invalid { .. } | JournalError::OtherScript { .. } => {
                 crate::kind::Kind::Usage
             }
@@ -72,19 +97,78 @@ impl crate::kind::Kinded for JournalError {
     }
 }
 
-/// A journal file bound to one script.
+/// A journal file bound to one script, locked for this process while it is open.
 #[derive(Debug)]
 pub struct Journal {
     path: PathBuf,
     file: JournalFile,
+    /// `PATH.lock`, exclusively locked (released when the process ends, however it ends).
+    _lock: std::fs::File,
+}
+
+/// The lock file beside a journal.
+fn lock_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+/// Takes the exclusive lock beside `path`, writing who holds it for the next one to name.
+fn take_lock(path: &Path, script: &str) -> Result<std::fs::File, JournalError> {
+    use std::io::{Read, Seek, Write};
+    let lock = lock_path(path);
+    let io = |source| JournalError::Io {
+        path: lock.clone(),
+        source,
+    };
+    if let Some(parent) = lock.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.take(512).read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(JournalError::Busy {
+                path: path.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "unknown process".to_owned()
+                } else {
+                    holder.to_owned()
+                },
+            });
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io(source)),
+    }
+    let holder = format!(
+        "script {script}, pid {} on {}",
+        std::process::id(),
+        crate::holder::hostname()
+    );
+    file.set_len(0).map_err(io)?;
+    file.rewind().map_err(io)?;
+    file.write_all(holder.as_bytes()).map_err(io)?;
+    Ok(file)
 }
 
 impl Journal {
     /// Opens the journal at `path` for `script`. A missing file, or one whose run finished, starts
     /// a fresh journal; one left by another script is refused.
     pub fn open(path: &Path, script: &str) -> Result<Journal, JournalError> {
+        let lock = take_lock(path, script)?;
         let fresh = JournalFile {
             script: script.to_owned(),
+            run: new_run_id(),
             ..JournalFile::default()
         };
         let file = match std::fs::read(path) {
@@ -108,13 +192,53 @@ impl Journal {
                         script: script.to_owned(),
                     });
                 }
-                if existing.finished { fresh } else { existing }
+                if existing.finished {
+                    fresh
+                } else if existing.run.is_empty() {
+                    // Written before runs had an identity.
+                    JournalFile {
+                        run: fresh.run,
+                        ..existing
+                    }
+                } else {
+                    existing
+                }
             }
         };
         Ok(Journal {
             path: path.to_path_buf(),
             file,
+            _lock: lock,
         })
+    }
+
+    /// The script the journal belongs to.
+    pub fn script(&self) -> &str {
+        &self.file.script
+    }
+
+    /// The run's identity (the same for every re-run until the run finishes).
+    pub fn run_id(&self) -> &str {
+        &self.file.run
+    }
+
+    /// Records, and saves before returning, what the run is about to do under `key`.
+    pub fn intend(&mut self, key: &str, value: serde_json::Value) -> Result<(), JournalError> {
+        self.file.intents.insert(key.to_owned(), value);
+        self.save()
+    }
+
+    /// What an earlier `intend` recorded under `key`, in this run or an earlier attempt.
+    pub fn intended(&self, key: &str) -> Option<&serde_json::Value> {
+        self.file.intents.get(key)
+    }
+
+    /// Drops the intent under `key` (what it announced is done or undone) and saves.
+    pub fn settle(&mut self, key: &str) -> Result<(), JournalError> {
+        if self.file.intents.remove(key).is_none() {
+            return Ok(());
+        }
+        self.save()
     }
 
     /// The journal's path.
@@ -202,17 +326,62 @@ mod tests {
         let mut journal = Journal::open(&path, "migrate").expect("open");
         journal.record(record("quiesce", "done")).expect("record");
         journal.record(record("extract", "failed")).expect("record");
-        let reopened = Journal::open(&path, "migrate").expect("reopen");
+        drop(journal);
+        let mut reopened = Journal::open(&path, "migrate").expect("reopen");
         assert!(reopened.done("quiesce").is_some());
         assert!(reopened.done("extract").is_none());
-        let mut reopened = reopened;
         reopened.finish().expect("finish");
+        drop(reopened);
         assert!(
             Journal::open(&path, "migrate")
                 .expect("fresh")
                 .steps()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn intents_and_the_run_id_survive_a_killed_run_and_end_with_the_run() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("j.json");
+        let mut journal = Journal::open(&path, "migrate").expect("open");
+        let run = journal.run_id().to_owned();
+        journal
+            .intend("quiesce", serde_json::json!({ "pausing": ["a", "b"] }))
+            .expect("intend");
+        drop(journal);
+        let mut reopened = Journal::open(&path, "migrate").expect("reopen");
+        assert_eq!(reopened.run_id(), run, "a re-run is the same run");
+        assert_eq!(
+            reopened.intended("quiesce"),
+            Some(&serde_json::json!({ "pausing": ["a", "b"] }))
+        );
+        reopened.settle("quiesce").expect("settle");
+        assert_eq!(reopened.intended("quiesce"), None);
+        reopened.finish().expect("finish");
+        drop(reopened);
+        let next = Journal::open(&path, "migrate").expect("next run");
+        assert_ne!(
+            next.run_id(),
+            run,
+            "a finished run's successor is a new run"
+        );
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_journal_is_refused_naming_the_holder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("j.json");
+        let held = Journal::open(&path, "migrate").expect("open");
+        let error = Journal::open(&path, "migrate").expect_err("busy");
+        let text = error.to_string();
+        assert!(text.contains("in use by another ankus run"), "{text}");
+        assert!(
+            text.contains(&format!("pid {}", std::process::id())),
+            "{text}"
+        );
+        drop(held);
+        Journal::open(&path, "migrate").expect("free again");
     }
 
     #[test]

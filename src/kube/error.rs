@@ -107,6 +107,14 @@ pub enum KubeError {
         /// How many times.
         attempts: u32,
     },
+    /// Another ankus run's quiesce mark is on the Service.
+    #[error("mark service {service}: the old cluster is held by another ankus {holder}")]
+    Held {
+        /// The Service.
+        service: String,
+        /// The holder, in words.
+        holder: String,
+    },
     /// A saved object could not be read or written.
     #[error("{action} {path}: {source}")]
     Io {
@@ -141,7 +149,7 @@ impl Kinded for KubeError {
             KubeError::UnknownKind { .. } => Kind::NotFound,
             KubeError::Invalid(_) => Kind::Invalid,
             KubeError::Timeout { .. } => Kind::Timeout,
-            KubeError::KeptChanging { .. } => Kind::Conflict,
+            KubeError::KeptChanging { .. } | KubeError::Held { .. } => Kind::Conflict,
             KubeError::Io { .. } => Kind::Io,
             KubeError::Other { .. } => Kind::Failed,
         }

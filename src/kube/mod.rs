@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod objects;
+pub mod quiesce;
 pub mod saved;
 
 pub use client::{
@@ -13,4 +14,5 @@ pub use client::{
 };
 pub use error::KubeError;
 pub use objects::{Condition, Namespace, Pod, Service, ServicePort, Workload};
+pub use quiesce::{MARK_ANNOTATION, QuiesceMark};
 pub use saved::SavedObject;

@@ -106,7 +106,30 @@ pub struct StopStartOptions {
     pub timeout: Duration,
     /// Delay between two InspectPipeline calls while waiting.
     pub poll: Duration,
+    /// Awaited just before and just after each stop or start call is sent, with the point's
+    /// name (`stop:NAME:before`, `stop:NAME:after`, `start:...`): rehearsal holds, progress.
+    pub hook: Option<ChangeHook>,
 }
+
+/// A callback awaited at the points of a `stop_all`/`start_all` (see [`StopStartOptions::hook`]).
+#[derive(Clone)]
+pub struct ChangeHook(
+    pub Arc<dyn Fn(String) -> futures::future::BoxFuture<'static, ()> + Send + Sync>,
+);
+
+impl std::fmt::Debug for ChangeHook {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("ChangeHook")
+    }
+}
+
+impl PartialEq for ChangeHook {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for ChangeHook {}
 
 impl StopStartOptions {
     /// The pipelines these options apply to.
@@ -128,6 +151,7 @@ impl Default for StopStartOptions {
             width: 16,
             timeout: Duration::from_secs(300),
             poll: Duration::from_millis(500),
+            hook: None,
         }
     }
 }
@@ -661,7 +685,7 @@ impl PachdClient {
         // has not flipped yet would otherwise keep the next calls from being sent.
         let width = options.width.max(1);
         let issued: Vec<Result<(Pipeline, bool), PipelineWait>> = futures::stream::iter(pipelines)
-            .map(|pipeline| self.issue_change(pipeline, direction))
+            .map(|pipeline| self.issue_change(pipeline, direction, options.hook.as_ref()))
             .buffered(width)
             .collect()
             .await;
@@ -716,6 +740,7 @@ impl PachdClient {
         &self,
         pipeline: Pipeline,
         direction: Direction,
+        hook: Option<&ChangeHook>,
     ) -> Result<(Pipeline, bool), PipelineWait> {
         let already = match direction {
             Direction::Stop => pipeline.stopped,
@@ -733,6 +758,33 @@ impl PachdClient {
                 error_kind: None,
             });
         }
+        let verb = match direction {
+            Direction::Stop => "stop",
+            Direction::Start => "start",
+        };
+        if !already && let Some(hook) = hook {
+            (hook.0)(format!("{verb}:{}:before", pipeline.name)).await;
+        }
+        let outcome = self
+            .issue_once_more_if_lost(&pipeline, direction, already)
+            .await;
+        if !already
+            && outcome.is_ok()
+            && let Some(hook) = hook
+        {
+            (hook.0)(format!("{verb}:{}:after", pipeline.name)).await;
+        }
+        outcome.map(|()| (pipeline, already))
+    }
+
+    /// Sends the stop or start (unless `already`), once more when pachd failed it transiently
+    /// and it did not take effect.
+    async fn issue_once_more_if_lost(
+        &self,
+        pipeline: &Pipeline,
+        direction: Direction,
+        already: bool,
+    ) -> Result<(), PipelineWait> {
         if !already && let Err(error) = self.change_once(&pipeline.name, direction).await {
             // pachd 1.9.0 now and then fails a stop with an internal error ("database not
             // open": its hashtree cache closed a tree another request held). Stop and start
@@ -741,7 +793,7 @@ impl PachdClient {
                 error.kind(),
                 Kind::Failed | Kind::Unavailable | Kind::Timeout
             ) {
-                return Err(failed_wait(&pipeline, pipeline.state.clone(), &error));
+                return Err(failed_wait(pipeline, pipeline.state.clone(), &error));
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
             let took_effect = self
@@ -749,10 +801,10 @@ impl PachdClient {
                 .await
                 .is_ok_and(|now| now.stopped == (direction == Direction::Stop));
             if !took_effect && let Err(error) = self.change_once(&pipeline.name, direction).await {
-                return Err(failed_wait(&pipeline, pipeline.state.clone(), &error));
+                return Err(failed_wait(pipeline, pipeline.state.clone(), &error));
             }
         }
-        Ok((pipeline, already))
+        Ok(())
     }
 
     async fn change_once(&self, name: &str, direction: Direction) -> Result<(), PachdError> {

@@ -9,7 +9,7 @@ pub mod error;
 pub mod model;
 
 pub use address::{PachdAddress, Transport};
-pub use client::{ConnectOptions, ExtractFlags, PachdClient, StopStartOptions, Target};
+pub use client::{ChangeHook, ConnectOptions, ExtractFlags, PachdClient, StopStartOptions, Target};
 pub use config::{ConfigEnv, ResolvedContext};
 pub use error::PachdError;
 pub use model::{

@@ -532,6 +532,7 @@ async fn stop_all_runs_width_at_a_time_and_waits_for_paused() {
         width: WIDTH,
         timeout: Duration::from_secs(60),
         poll: Duration::from_millis(5),
+        hook: None,
     };
     let results = tokio::time::timeout(Duration::from_secs(60), client.stop_all(&options))
         .await
