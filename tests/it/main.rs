@@ -12,6 +12,7 @@ mod kube;
 mod kube_faults;
 mod pachd_client;
 mod python_conformance;
+mod quiesce_crash;
 mod real_pachd;
 mod repl;
 mod s3_faults;
