@@ -35,10 +35,42 @@ enum Fault {
     HoldAnswer,
 }
 
+/// What a write to the Service is for, read from its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    /// The `ankus.io/quiesce` annotation alone (the lease written before pipelines stop).
+    Mark,
+    /// The NodePort swap: a JSON patch that tests and replaces `/spec/ports/N/nodePort`.
+    Swap,
+    /// Putting the Service back: the saved spec (PUT), or the swap reversed together with the
+    /// annotation's removal.
+    Revert,
+}
+
+fn role_of(method: &str, body: &[u8]) -> Role {
+    if method == "PUT" {
+        return Role::Revert;
+    }
+    let patch: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let operations = patch.as_array().cloned().unwrap_or_default();
+    let touches = |op: &str, path: &str| {
+        operations
+            .iter()
+            .any(|it| it["op"] == op && it["path"].as_str().is_some_and(|p| p.contains(path)))
+    };
+    if touches("remove", "ankus.io~1quiesce") {
+        Role::Revert
+    } else if touches("replace", "/spec/ports/") {
+        Role::Swap
+    } else {
+        Role::Mark
+    }
+}
+
 /// One write the proxy saw, and what became of it.
 #[derive(Clone, Debug)]
 struct Write {
-    method: String,
+    role: Role,
     /// A server-side dry run (`dryRun=All`), as the previews of plans send.
     dry_run: bool,
     fault: Fault,
@@ -207,7 +239,7 @@ async fn relay(
     let (fault, index) = if is_write {
         let mut log = writes.lock().expect("lock");
         let mut write = Write {
-            method: request.method.clone(),
+            role: role_of(&request.method, &request.body),
             dry_run: request.dry_run,
             fault: Fault::Pass,
             upstream: None,
@@ -367,21 +399,21 @@ fn conflicts_and_stalls_during_the_swap_and_its_revert_leave_the_old_cluster_ser
         &["--seed", "sample", "--no-new"],
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    // The swap is a PATCH: its first attempt meets a conflict, the next one lands but its
-    // answer is lost. The revert is a PUT (after a dry-run preview, left alone): a conflict,
-    // then a request that never arrives.
+    // The swap (a JSON patch): its first attempt meets a conflict, the next one lands but its
+    // answer is lost. The revert (the swap reversed with the quiesce mark removed; dry-run
+    // previews are left alone): a conflict, then a request that never arrives.
     let plan: Arc<Plan> = Arc::new(|write, before| {
         if write.dry_run {
             return Fault::Pass;
         }
         let earlier = before
             .iter()
-            .filter(|w| w.method == write.method && !w.dry_run)
+            .filter(|w| w.role == write.role && !w.dry_run)
             .count();
-        match (write.method.as_str(), earlier) {
-            ("PATCH" | "PUT", 0) => Fault::Conflict,
-            ("PATCH", 1) => Fault::HoldAnswer,
-            ("PUT", 1) => Fault::HoldRequest,
+        match (write.role, earlier) {
+            (Role::Swap | Role::Revert, 0) => Fault::Conflict,
+            (Role::Swap, 1) => Fault::HoldAnswer,
+            (Role::Revert, 1) => Fault::HoldRequest,
             _ => Fault::Pass,
         }
     });
@@ -416,15 +448,23 @@ fn conflicts_and_stalls_during_the_swap_and_its_revert_leave_the_old_cluster_ser
     );
 
     // Every fault was injected, and each held request was given up by the client.
-    let injected = |method: &str, fault: Fault| {
+    let injected = |role: Role, fault: Fault| {
         writes
             .iter()
-            .filter(|w| w.method == method && !w.dry_run && w.fault == fault)
+            .filter(|w| w.role == role && !w.dry_run && w.fault == fault)
             .collect::<Vec<_>>()
     };
-    assert_eq!(injected("PATCH", Fault::Conflict).len(), 1, "{writes:#?}");
-    assert_eq!(injected("PUT", Fault::Conflict).len(), 1, "{writes:#?}");
-    let held_answer = injected("PATCH", Fault::HoldAnswer);
+    assert_eq!(
+        injected(Role::Swap, Fault::Conflict).len(),
+        1,
+        "{writes:#?}"
+    );
+    assert_eq!(
+        injected(Role::Revert, Fault::Conflict).len(),
+        1,
+        "{writes:#?}"
+    );
+    let held_answer = injected(Role::Swap, Fault::HoldAnswer);
     assert_eq!(held_answer.len(), 1, "{writes:#?}");
     assert!(held_answer[0].client_gave_up, "{writes:#?}");
     assert_eq!(
@@ -432,12 +472,12 @@ fn conflicts_and_stalls_during_the_swap_and_its_revert_leave_the_old_cluster_ser
         Some(200),
         "the held swap landed: {writes:#?}"
     );
-    let held_request = injected("PUT", Fault::HoldRequest);
+    let held_request = injected(Role::Revert, Fault::HoldRequest);
     assert_eq!(held_request.len(), 1, "{writes:#?}");
     assert!(held_request[0].client_gave_up, "{writes:#?}");
     // After the faults, the revert was sent again and went through.
     assert!(
-        writes.iter().any(|w| w.method == "PUT"
+        writes.iter().any(|w| w.role == Role::Revert
             && !w.dry_run
             && w.fault == Fault::Pass
             && w.upstream == Some(200)),
@@ -462,12 +502,16 @@ fn a_revert_that_cannot_happen_ends_with_the_saved_spec_and_the_commands_that_re
         &["--seed", "sample", "--no-new"],
     );
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    // The first write (the swap) goes through; every later one fails: 500s and requests held
-    // until the client gives up, in turn.
-    let plan: Arc<Plan> = Arc::new(|_, before| match before.len() {
-        0 => Fault::Pass,
-        odd if odd % 2 == 1 => Fault::ServerError,
-        _ => Fault::HoldRequest,
+    // The mark and the swap go through; every revert fails: 500s and requests held until the
+    // client gives up, in turn.
+    let plan: Arc<Plan> = Arc::new(|write, before| {
+        if write.role != Role::Revert {
+            return Fault::Pass;
+        }
+        match before.iter().filter(|w| w.role == Role::Revert).count() % 2 {
+            0 => Fault::ServerError,
+            _ => Fault::HoldRequest,
+        }
     });
     let (proxy, kubeconfig) = proxy_for(&sandbox, &runtime, plan);
 
@@ -493,8 +537,13 @@ fn a_revert_that_cannot_happen_ends_with_the_saved_spec_and_the_commands_that_re
         );
     }
     // The revert was tried several times against each kind of failure before giving up.
-    assert_eq!(writes[0].fault, Fault::Pass, "{writes:#?}");
-    let failed: Vec<&Write> = writes[1..].iter().collect();
+    assert!(
+        writes
+            .iter()
+            .any(|w| w.role == Role::Swap && w.fault == Fault::Pass),
+        "{writes:#?}"
+    );
+    let failed: Vec<&Write> = writes.iter().filter(|w| w.role == Role::Revert).collect();
     assert!(
         failed.iter().any(|w| w.fault == Fault::ServerError)
             && failed
@@ -503,7 +552,7 @@ fn a_revert_that_cannot_happen_ends_with_the_saved_spec_and_the_commands_that_re
         "{writes:#?}"
     );
     assert!(
-        failed.len() >= 2 && failed.iter().all(|w| w.method == "PUT"),
+        failed.len() >= 2 && failed.iter().all(|w| w.fault != Fault::Pass),
         "{writes:#?}"
     );
     assert!(
