@@ -608,77 +608,173 @@ async fn inspected_state(address: &str, name: &str) -> (String, String) {
     (field("State:"), field("Stopped:"))
 }
 
+/// A migration's two sides as an operator has them: a real pachd 1.9.0 filled by [`fill`]
+/// behind its NodePort Service (node `NODE`), an empty sandbox for the new cluster, and the
+/// operator's kubeconfig and pachctl config naming both `old` and `new`.
+struct MigrateSetup {
+    real: RealPachd,
+    work: tempfile::TempDir,
+    sandbox: SandboxProcess,
+    kubeconfig: PathBuf,
+    config: PathBuf,
+    kube_old: KubeClient,
+    proxy: NodeProxy,
+    old_address: String,
+    new_address: String,
+}
+
+impl MigrateSetup {
+    async fn start(node: u8) -> MigrateSetup {
+        let real = RealPachd::start_async().await;
+        let work = temp_dir();
+        let sandbox_dir = work.path().join("new-cluster");
+        let sandbox = tokio::task::spawn_blocking(move || {
+            SandboxProcess::start(&sandbox_dir, &["--new", "1.13", "--no-new"])
+        })
+        .await
+        .expect("joins");
+        fill(&real.address, work.path()).await;
+
+        // The operator's kubeconfig: `old` is the real pachd's cluster and namespace, `new` the
+        // sandbox's namespace the run deploys into (another Kubernetes cluster).
+        let kubeconfig = work.path().join("kubeconfig");
+        write_kubeconfig(
+            &kubeconfig,
+            &[
+                KubeconfigContext {
+                    name: "old".into(),
+                    server: kube_server(&real),
+                    namespace: "default".into(),
+                },
+                KubeconfigContext {
+                    name: "new".into(),
+                    server: sandbox.info["kube_server"]
+                        .as_str()
+                        .expect("kube_server")
+                        .to_owned(),
+                    namespace: "new".into(),
+                },
+            ],
+            "old",
+        )
+        .expect("kubeconfig");
+        let kube_old = KubeClient::connect(&ankus::kube::ConnectOptions {
+            kubeconfig: Some(kubeconfig.clone()),
+            context: Some("old".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("the real pachd's Kubernetes API");
+        create_pachd_service(&kube_old).await;
+        let proxy = NodeProxy::start(
+            kube_old.clone(),
+            "pachd",
+            node_address(node),
+            pachd_backends(&real),
+        );
+        proxy.wait_listening(30650).await;
+        let old_address = format!("grpc://{}", proxy.address(30650));
+
+        // The operator's pachctl config: `old` through the NodePort, `new` as the sandbox has it.
+        let sandbox_config: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(sandbox.dir.join("pachctl-config.json")).expect("sandbox config"),
+        )
+        .expect("json");
+        let new_context = sandbox_config["v2"]["contexts"]["new"].clone();
+        let new_address = new_context["pachd_address"]
+            .as_str()
+            .expect("new address")
+            .to_owned();
+        let config = write(
+            work.path(),
+            "pachctl-config.json",
+            &serde_json::json!({ "v2": { "active_context": "old", "contexts": {
+                "old": { "pachd_address": old_address },
+                "new": new_context,
+            } } })
+            .to_string(),
+        );
+        MigrateSetup {
+            real,
+            work,
+            sandbox,
+            kubeconfig,
+            config,
+            kube_old,
+            proxy,
+            old_address,
+            new_address,
+        }
+    }
+
+    /// `run migrate --yes` from `old` to `new` with the buckets, backup and deploy manifest,
+    /// and `-a` each of `extra`.
+    fn migrate_args(&self, extra: &[&str]) -> Vec<String> {
+        let bucket = |path: &Path| format!("file://{}", path.display());
+        let mut args: Vec<String> = [
+            "run",
+            "migrate",
+            "--yes",
+            "-a",
+            "from=old",
+            "-a",
+            "to=new",
+            "-a",
+            &format!("src_bucket={}", bucket(&storage_root(&self.real))),
+            "-a",
+            &format!(
+                "dst_bucket={}",
+                self.sandbox.info["buckets"]["new"]
+                    .as_str()
+                    .expect("bucket")
+            ),
+            "-a",
+            &format!("backup={}", self.work.path().join("migrate.dump").display()),
+            "-a",
+            &format!(
+                "deploy={}",
+                self.sandbox.info["new_manifest"]
+                    .as_str()
+                    .expect("manifest")
+            ),
+        ]
+        .map(String::from)
+        .to_vec();
+        for arg in extra {
+            args.extend(["-a".to_owned(), (*arg).to_owned()]);
+        }
+        args
+    }
+
+    fn ankus(&self, args: &[String]) -> tokio::process::Command {
+        ankus(self.work.path(), &self.config, &self.kubeconfig, args)
+    }
+
+    /// The nodePorts the old cluster's Service declares.
+    async fn declared_ports(&self) -> Vec<u16> {
+        let service = self
+            .kube_old
+            .get("services", "pachd", None)
+            .await
+            .expect("the pachd Service");
+        declared_node_ports(&service).into_keys().collect()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
-    let real = RealPachd::start_async().await;
-    let work = temp_dir();
-    let sandbox_dir = work.path().join("new-cluster");
-    let sandbox = tokio::task::spawn_blocking(move || {
-        SandboxProcess::start(&sandbox_dir, &["--new", "1.13", "--no-new"])
-    })
-    .await
-    .expect("joins");
-    fill(&real.address, work.path()).await;
-
-    // The operator's kubeconfig: `old` is the real pachd's cluster and namespace, `new` the
-    // sandbox's namespace the run deploys into (another Kubernetes cluster).
-    let kubeconfig = work.path().join("kubeconfig");
-    write_kubeconfig(
-        &kubeconfig,
-        &[
-            KubeconfigContext {
-                name: "old".into(),
-                server: kube_server(&real),
-                namespace: "default".into(),
-            },
-            KubeconfigContext {
-                name: "new".into(),
-                server: sandbox.info["kube_server"]
-                    .as_str()
-                    .expect("kube_server")
-                    .to_owned(),
-                namespace: "new".into(),
-            },
-        ],
-        "old",
-    )
-    .expect("kubeconfig");
-    let kube_old = KubeClient::connect(&ankus::kube::ConnectOptions {
-        kubeconfig: Some(kubeconfig.clone()),
-        context: Some("old".into()),
-        ..Default::default()
-    })
-    .await
-    .expect("the real pachd's Kubernetes API");
-    create_pachd_service(&kube_old).await;
-    let proxy = NodeProxy::start(
-        kube_old.clone(),
-        "pachd",
-        node_address(250),
-        pachd_backends(&real),
-    );
-    proxy.wait_listening(30650).await;
-    let old_address = format!("grpc://{}", proxy.address(30650));
-
-    // The operator's pachctl config: `old` through the NodePort, `new` as the sandbox has it.
-    let sandbox_config: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(sandbox.dir.join("pachctl-config.json")).expect("sandbox config"),
-    )
-    .expect("json");
-    let new_context = sandbox_config["v2"]["contexts"]["new"].clone();
-    let new_address = new_context["pachd_address"]
-        .as_str()
-        .expect("new address")
-        .to_owned();
-    let config = write(
-        work.path(),
-        "pachctl-config.json",
-        &serde_json::json!({ "v2": { "active_context": "old", "contexts": {
-            "old": { "pachd_address": old_address },
-            "new": new_context,
-        } } })
-        .to_string(),
-    );
+    let setup = MigrateSetup::start(250).await;
+    let MigrateSetup {
+        real,
+        work,
+        kubeconfig,
+        config,
+        kube_old,
+        proxy,
+        old_address,
+        new_address,
+        ..
+    } = &setup;
     let before = holdings(&old_address, &["uploads"]).await;
     assert_eq!(
         before.repos,
@@ -706,32 +802,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
     });
     tokio::time::sleep(Duration::from_millis(600)).await;
 
-    let bucket = |path: &Path| format!("file://{}", path.display());
-    let args: Vec<String> = [
-        "run",
-        "migrate",
-        "--yes",
-        "-a",
-        "from=old",
-        "-a",
-        "to=new",
-        "-a",
-        &format!("src_bucket={}", bucket(&storage_root(&real))),
-        "-a",
-        &format!(
-            "dst_bucket={}",
-            sandbox.info["buckets"]["new"].as_str().expect("bucket")
-        ),
-        "-a",
-        &format!("backup={}", work.path().join("migrate.dump").display()),
-        "-a",
-        &format!(
-            "deploy={}",
-            sandbox.info["new_manifest"].as_str().expect("manifest")
-        ),
-    ]
-    .map(String::from)
-    .to_vec();
+    let args = setup.migrate_args(&[]);
     let mut child = ankus(work.path(), &config, &kubeconfig, &args)
         .spawn()
         .expect("migrate starts");
@@ -880,6 +951,104 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
     );
     let version = real_pachctl(&proxy.address(30650), &["version"], None).await;
     assert!(version.contains("pachd               1.9.0"), "{version}");
+}
+
+/// Regression (#17): a kill -9 while migrate held a real pachd quiesced (pipelines paused,
+/// nodePorts swapped to 30649) stranded it: the documented re-run could not reach it and, once
+/// unblocked by hand, left its pipelines paused for good. The re-run must also not race the
+/// node: it reaches pachd through whichever port the node serves yet (refused on 30649 here
+/// before the proxy had applied the swap).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_real_pachd_is_quiesced_is_put_back_by_a_plain_rerun() {
+    let setup = MigrateSetup::start(252).await;
+    let real = &setup.real;
+    // The operator had paused montage; only edges runs.
+    real_pachctl(&real.address, &["stop", "pipeline", "montage"], None).await;
+    assert_eq!(
+        inspected_state(&real.address, "montage").await.1,
+        "Stopped: true"
+    );
+
+    let point = "quiesce:after_swap";
+    let hold = format!("hold_at={point}");
+    let mut child = setup
+        .ankus(&setup.migrate_args(&[&hold, "hold_seconds=120"]))
+        .spawn()
+        .expect("migrate starts");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let mut log = String::new();
+    while let Some(line) = lines.next_line().await.expect("utf-8") {
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains(&format!("holding at {point}")) {
+            child.start_kill().expect("kill -9");
+            break;
+        }
+    }
+    let status = child.wait().await.expect("ends");
+    assert_eq!(status.code(), None, "killed at {point}:\n{log}");
+    // What the kill left: ingress blocked, edges paused (as the real pachctl shows it).
+    let blocked = setup.declared_ports().await;
+    assert!(
+        blocked.contains(&30649) && !blocked.contains(&30650),
+        "{blocked:?}\n{log}"
+    );
+    assert_eq!(
+        inspected_state(&real.address, "edges").await.1,
+        "Stopped: true"
+    );
+
+    let rerun: Outcome = setup
+        .ankus(&setup.migrate_args(&[]))
+        .output()
+        .await
+        .expect("re-run")
+        .into();
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert!(
+        rerun.stderr.contains("left the old cluster quiesced")
+            && rerun.stderr.contains("putting it back first"),
+        "{}",
+        rerun.stderr
+    );
+    // The old cluster as the operator had it: edges runs, montage stays paused, the Service
+    // declares the original nodePorts without ankus's mark, and pachd answers on 30650.
+    let (state, stopped) = inspected_state(&real.address, "edges").await;
+    assert_eq!(
+        (state.as_str(), stopped.as_str()),
+        ("State: running", "Stopped: false")
+    );
+    assert_eq!(
+        inspected_state(&real.address, "montage").await.1,
+        "Stopped: true"
+    );
+    assert_eq!(setup.declared_ports().await, [30600, 30650, 30652]);
+    let service = setup
+        .kube_old
+        .get("services", "pachd", None)
+        .await
+        .expect("the pachd Service");
+    assert!(
+        service["metadata"]["annotations"]
+            .get("ankus.io/quiesce")
+            .is_none(),
+        "{service}"
+    );
+    let version = real_pachctl(&setup.proxy.address(30650), &["version"], None).await;
+    assert!(version.contains("pachd               1.9.0"), "{version}");
+    // And the migration itself went through on the re-run.
+    let new_client = client(&setup.new_address).await;
+    let names: BTreeSet<String> = new_client
+        .list_pipelines()
+        .await
+        .expect("pipelines")
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["edges", "montage"].map(String::from))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
