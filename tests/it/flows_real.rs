@@ -775,7 +775,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
         new_address,
         ..
     } = &setup;
-    let before = holdings(&old_address, &["uploads"]).await;
+    let before = holdings(old_address, &["uploads"]).await;
     assert_eq!(
         before.repos,
         BTreeSet::from(["edges", "images", "labels", "montage"].map(String::from)),
@@ -803,7 +803,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     let args = setup.migrate_args(&[]);
-    let mut child = ankus(work.path(), &config, &kubeconfig, &args)
+    let mut child = ankus(work.path(), config, kubeconfig, &args)
         .spawn()
         .expect("migrate starts");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
@@ -835,7 +835,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
     let backed_up = number_before(&stdout, "backup: ", " ops;");
     let restored = number_before(&stdout, "restored ", " ops into new (1.13.4)");
     assert_eq!(backed_up, restored, "{stdout}");
-    let dump = inspect_dump(work.path(), &config, &kubeconfig, "migrate.dump").await;
+    let dump = inspect_dump(work.path(), config, kubeconfig, "migrate.dump").await;
     assert_eq!(dump["records"].as_u64(), Some(backed_up), "{dump}");
     assert_eq!(dump["versions"], serde_json::json!({ "1.9": backed_up }));
     assert!(
@@ -878,7 +878,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
     );
 
     // The new cluster holds what the old one held when the migration started.
-    let after = holdings(&new_address, &["uploads"]).await;
+    let after = holdings(new_address, &["uploads"]).await;
     assert_eq!(after.repos, before.repos);
     assert_eq!(
         after.commits, before.commits,
@@ -893,7 +893,7 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
     assert!(after.files == before.files, "file contents differ");
     assert_eq!(after.sizes, before.sizes, "commit sizes");
     assert_eq!(after.pipelines, before.pipelines);
-    let new_client = client(&new_address).await;
+    let new_client = client(new_address).await;
     for pipeline in new_client.list_pipelines().await.expect("pipelines") {
         assert!(
             !pipeline.stopped && pipeline.state == "running",
