@@ -234,6 +234,15 @@ fn run_unbounded<T>(
         .map_err(|error| script_error(error, position))
 }
 
+/// What pachctl prints after a command it ran inside the active transaction, and what that
+/// means for the script.
+fn joined_message(action: &str, transaction: &str) -> String {
+    format!(
+        "{action}: added to transaction {transaction} (the context's active transaction; it \
+         takes effect when the transaction is finished)"
+    )
+}
+
 fn invalid(call: &NativeCallContext, message: impl Into<String>) -> Box<rhai::EvalAltResult> {
     script_fail(Kind::Invalid, message, call.call_position())
 }
@@ -908,6 +917,9 @@ pub mod pachd_api {
     }
 
     /// Creates a repo and returns it. Dry run: recorded, and a new empty repo is returned.
+    /// When the context has an active transaction (`pachctl start transaction`), the create
+    /// joins it, as with pachctl: the run says so and the repo appears when the transaction is
+    /// finished. Nothing else ankus sends joins a transaction.
     ///
     /// ```rhai
     /// c.create_repo("images");
@@ -949,12 +961,30 @@ pub mod pachd_api {
             }));
         }
         let client = pachd.client.clone();
-        let name = name.to_owned();
-        run(&call, async move {
-            client.create_repo(&name, &description).await?;
-            client.inspect_repo(&name).await
-        })
-        .map(RepoValue::new)
+        let repo_name = name.to_owned();
+        let joined = run(&call, async move {
+            match client.create_repo(&repo_name, &description).await? {
+                // Created when the transaction is finished: nothing to inspect yet.
+                Some(transaction) => Ok(Err((transaction, description))),
+                None => client.inspect_repo(&repo_name).await.map(Ok),
+            }
+        })?;
+        match joined {
+            Ok(repo) => Ok(RepoValue::new(repo)),
+            Err((transaction, description)) => {
+                host.info(&joined_message(
+                    &format!("create repo {name}"),
+                    &transaction,
+                ));
+                Ok(RepoValue::new(pachd::Repo {
+                    name: name.to_owned(),
+                    description,
+                    size_bytes: 0,
+                    created: None,
+                    branches: Vec::new(),
+                }))
+            }
+        }
     }
 
     /// Deletes a repo. Dry run: recorded, not done.
@@ -992,8 +1022,19 @@ pub mod pachd_api {
             return Ok(());
         }
         let client = pachd.client.clone();
-        let name = name.to_owned();
-        run(&call, async move { client.delete_repo(&name, force).await })
+        let repo_name = name.to_owned();
+        if let Some(transaction) =
+            run(
+                &call,
+                async move { client.delete_repo(&repo_name, force).await },
+            )?
+        {
+            host.info(&joined_message(
+                &format!("delete repo {name}"),
+                &transaction,
+            ));
+        }
+        Ok(())
     }
 
     /// Writes text to a file on a branch, replacing it (pachd makes the commit). Dry run:
@@ -1159,7 +1200,8 @@ pub mod pachd_api {
                 .with_token(&token)
                 .map_err(|error| script_error(error, call.call_position()))?,
             _ => pachd.client.clone(),
-        };
+        }
+        .outside_transaction();
         let mut deleted_pipelines = Array::new();
         for name in pipelines {
             let entry = crate::host::plan::PlanEntry::new("pachd", "delete_pipeline", &name)
@@ -1195,7 +1237,7 @@ pub mod pachd_api {
                     // A pipeline's output repo went with its pipeline.
                     Err(error) if crate::kind::Kinded::kind(&error) == Kind::NotFound => continue,
                     Err(error) => return Err(script_error(error, call.call_position())),
-                    Ok(()) => {}
+                    Ok(_) => {}
                 }
             }
             deleted_repos.push(name.into());

@@ -214,7 +214,9 @@ struct Inner {
     address: PachdAddress,
     context: Option<String>,
     token: Option<AsciiMetadataValue>,
-    transaction: Option<AsciiMetadataValue>,
+    /// The context's `active_transaction`, sent only with the calls pachctl runs inside it
+    /// ([`PachdClient::transactional_request`]).
+    transaction: Option<(String, AsciiMetadataValue)>,
     call_timeout: Duration,
     retries: u32,
     retry_delay: Duration,
@@ -319,7 +321,7 @@ impl PachdClient {
         let transaction = resolved
             .active_transaction
             .as_deref()
-            .map(|id| metadata_value("active transaction", id))
+            .map(|id| metadata_value("active transaction", id).map(|value| (id.to_owned(), value)))
             .transpose()?;
         let mut client = PachdClient {
             inner: Arc::new(Inner {
@@ -423,33 +425,47 @@ impl PachdClient {
     /// The same connection sending `token` as `authn-token` instead of the context's (a
     /// restore sends the root token it generated).
     pub fn with_token(&self, token: &str) -> Result<PachdClient, PachdError> {
+        crate::redact::register(token);
+        let token = Some(metadata_value("session token", token)?);
+        Ok(self.derived(token, self.inner.transaction.clone()))
+    }
+
+    /// The same connection with no active transaction: for procedures of ankus's own (the
+    /// cleanup of a failed restore) that must never join one, whatever the context says.
+    pub fn outside_transaction(&self) -> PachdClient {
+        self.derived(self.inner.token.clone(), None)
+    }
+
+    fn derived(
+        &self,
+        token: Option<AsciiMetadataValue>,
+        transaction: Option<(String, AsciiMetadataValue)>,
+    ) -> PachdClient {
         let inner = &self.inner;
-        Ok(PachdClient {
+        PachdClient {
             inner: Arc::new(Inner {
                 channel: inner.channel.clone(),
                 address: inner.address.clone(),
                 context: inner.context.clone(),
-                token: {
-                    crate::redact::register(token);
-                    Some(metadata_value("session token", token)?)
-                },
-                transaction: inner.transaction.clone(),
+                token,
+                transaction,
                 call_timeout: inner.call_timeout,
                 retries: inner.retries,
                 retry_delay: inner.retry_delay,
                 version: inner.version.clone(),
                 cluster: inner.cluster.clone(),
             }),
-        })
+        }
+    }
+
+    /// The context's active transaction (as `pachctl start transaction` left it), if any.
+    pub fn active_transaction(&self) -> Option<&str> {
+        self.inner.transaction.as_ref().map(|(id, _)| id.as_str())
     }
 
     fn decorate<T>(&self, request: &mut tonic::Request<T>) {
-        let metadata = request.metadata_mut();
         if let Some(token) = &self.inner.token {
-            metadata.insert(TOKEN_KEY, token.clone());
-        }
-        if let Some(transaction) = &self.inner.transaction {
-            metadata.insert(TRANSACTION_KEY, transaction.clone());
+            request.metadata_mut().insert(TOKEN_KEY, token.clone());
         }
     }
 
@@ -457,6 +473,20 @@ impl PachdClient {
         let mut request = tonic::Request::new(message);
         self.decorate(&mut request);
         request.set_timeout(self.inner.call_timeout);
+        request
+    }
+
+    /// A request for a call pachctl runs inside the active transaction (`create repo`,
+    /// `update repo`, `delete repo`, `start`/`finish`/`delete commit`, `create`/`delete
+    /// branch`): only these carry `pach-transaction`. Every other call (pipelines, extract,
+    /// restore, reads) runs outside it, as with pachctl.
+    fn transactional_request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = self.request(message);
+        if let Some((_, transaction)) = &self.inner.transaction {
+            request
+                .metadata_mut()
+                .insert(TRANSACTION_KEY, transaction.clone());
+        }
         request
     }
 
@@ -957,25 +987,33 @@ impl PachdClient {
         Ok(heads)
     }
 
-    /// `CreateRepo` (fails with already_exists when it does).
-    pub async fn create_repo(&self, name: &str, description: &str) -> Result<(), PachdError> {
+    /// `CreateRepo` (fails with already_exists when it does), inside the active transaction
+    /// when there is one: then it returns that transaction's ID, and the repo appears only
+    /// when the transaction is finished.
+    pub async fn create_repo(
+        &self,
+        name: &str,
+        description: &str,
+    ) -> Result<Option<String>, PachdError> {
         self.call(&format!("create repo {name:?}"), CallKind::Write, || {
             let mut api = self.pfs();
-            let request = self.request(pfs::CreateRepoRequest {
+            let request = self.transactional_request(pfs::CreateRepoRequest {
                 repo: Some(repo(name)),
                 description: description.into(),
                 update: false,
             });
             async move { api.create_repo(request).await }
         })
-        .await
+        .await?;
+        Ok(self.active_transaction().map(str::to_owned))
     }
 
-    /// `DeleteRepo`; `force` deletes even when other repos depend on it.
-    pub async fn delete_repo(&self, name: &str, force: bool) -> Result<(), PachdError> {
+    /// `DeleteRepo`; `force` deletes even when other repos depend on it. Inside the active
+    /// transaction when there is one (its ID is returned), as [`PachdClient::create_repo`].
+    pub async fn delete_repo(&self, name: &str, force: bool) -> Result<Option<String>, PachdError> {
         self.call(&format!("delete repo {name:?}"), CallKind::Write, || {
             let mut api = self.pfs();
-            let request = self.request(pfs::DeleteRepoRequest {
+            let request = self.transactional_request(pfs::DeleteRepoRequest {
                 repo: Some(repo(name)),
                 force,
                 all: false,
@@ -983,7 +1021,8 @@ impl PachdClient {
             });
             async move { api.delete_repo(request).await }
         })
-        .await
+        .await?;
+        Ok(self.active_transaction().map(str::to_owned))
     }
 
     /// `DeletePipeline` (its output repo goes too, as pachctl's default); `force` deletes it

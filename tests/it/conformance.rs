@@ -1169,3 +1169,75 @@ fn blank(value: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+/// Regression (#19): a context's `active_transaction` went on every call, so a stale
+/// transaction left by `pachctl start transaction` was joined by pipeline stops, extracts and
+/// restores, and `create_repo` failed to find the repo it had just made. As with pachctl, only
+/// the repo and commit commands join it, and ankus says so. (Real pachd only: the sandbox does
+/// not emulate transactions.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_transaction_is_joined_only_by_the_commands_pachctl_runs_in_it() {
+    let peer = Peer::start(Server::Real).await;
+    fill(&peer).await;
+    let started = peer.pachctl(&["start", "transaction"]).await;
+    let transaction = started
+        .stdout
+        .trim()
+        .strip_prefix("Started new transaction: ")
+        .unwrap_or_else(|| panic!("{started:?}"))
+        .to_owned();
+    let dir = temp_dir();
+    let config = write(
+        dir.path(),
+        "pachctl-config.json",
+        &serde_json::json!({ "v2": { "active_context": "real", "contexts": { "real": {
+            "pachd_address": peer.url(), "active_transaction": transaction,
+        } } } })
+        .to_string(),
+    );
+    write(
+        dir.path(),
+        "txn.rhai",
+        r#"
+let c = pachd::connect("real");
+let made = c.create_repo("joined");
+c.stop_pipeline("edges");
+let dump = c.extract(#{ to: "txn.dump", objects: false });
+c.start_pipeline("edges");
+#{ made: made.name, repos: c.repos().map(|r| r.name), records: dump.inventory.records }
+"#,
+    );
+    let out = ankus_async(
+        dir.path(),
+        &config,
+        &["run", "./txn.rhai", "--yes", "--output", "json"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "create repo joined: added to transaction {transaction}"
+        )),
+        "{}",
+        out.stderr
+    );
+    let result: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let repos = result["result"]["repos"].to_string();
+    assert_eq!(result["result"]["made"], "joined", "{result}");
+    assert!(
+        !repos.contains("joined") && repos.contains("images"),
+        "the repo waits for the transaction: {result}"
+    );
+    assert!(result["result"]["records"].as_u64() > Some(0), "{result}");
+    // The stop, extract and start ran outside the transaction: only the create repo is in it.
+    let finished = peer.pachctl(&["finish", "transaction", &transaction]).await;
+    assert!(
+        finished.stdout.contains(&format!(
+            "Completed transaction with 1 requests: {transaction}"
+        )),
+        "{finished:?}"
+    );
+    let listed = peer.pachctl(&["list", "repo"]).await;
+    assert!(listed.stdout.contains("joined"), "{listed:?}");
+}

@@ -344,7 +344,7 @@ async fn deployment_id_is_checked_like_pachctl() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn session_token_and_transaction_go_on_every_call() {
+async fn the_session_token_goes_on_every_call_and_the_transaction_only_where_pachctl_joins_it() {
     let seen: SeenMetadata = Arc::default();
     let record = |seen: SeenMetadata, rpc: &'static str| {
         move |metadata: &tonic::metadata::MetadataMap| {
@@ -364,6 +364,7 @@ async fn session_token_and_transaction_go_on_every_call() {
     let on_version = record(seen.clone(), "GetVersion");
     let on_cluster = record(seen.clone(), "InspectCluster");
     let on_list = record(seen.clone(), "ListRepo");
+    let on_create = record(seen.clone(), "CreateRepo");
     let running = Stub::new()
         .unary(
             "/versionpb.API/GetVersion",
@@ -398,6 +399,13 @@ async fn session_token_and_transaction_go_on_every_call() {
                 async { Ok(pfs::ListRepoResponse::default()) }
             },
         )
+        .unary(
+            "/pfs.API/CreateRepo",
+            move |request: tonic::Request<pfs::CreateRepoRequest>| {
+                on_create(request.metadata());
+                async { Ok(()) }
+            },
+        )
         .start()
         .await;
     let dir = temp_dir();
@@ -412,19 +420,22 @@ async fn session_token_and_transaction_go_on_every_call() {
     with_config.config_path = Some(config);
     let client = PachdClient::connect(with_config).await.expect("connects");
     assert!(client.list_repos().await.expect("lists").is_empty());
+    assert_eq!(
+        client.create_repo("joined", "").await.expect("creates"),
+        Some("txn-7".to_owned()),
+        "create repo says it joined the transaction"
+    );
+    // Regression: the active transaction went on every call (extract, restore and pipeline
+    // stops included); pachctl sends it only with the PFS commands that join transactions.
     let seen = seen.lock().expect("lock").clone();
     let token = Some("secret-token".to_owned());
-    let transaction = Some("txn-7".to_owned());
     assert_eq!(
         seen,
         vec![
-            ("GetVersion".to_owned(), token.clone(), transaction.clone()),
-            (
-                "InspectCluster".to_owned(),
-                token.clone(),
-                transaction.clone()
-            ),
-            ("ListRepo".to_owned(), token, transaction),
+            ("GetVersion".to_owned(), token.clone(), None),
+            ("InspectCluster".to_owned(), token.clone(), None),
+            ("ListRepo".to_owned(), token.clone(), None),
+            ("CreateRepo".to_owned(), token, Some("txn-7".to_owned())),
         ]
     );
 }
