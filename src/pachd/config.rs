@@ -211,9 +211,23 @@ pub enum Target {
 }
 
 impl Target {
-    /// A context name or an address: anything with a scheme or a colon is an address.
+    /// A context name or an address. An address has a scheme (`grpc://h:650`), or is
+    /// `HOST:PORT` with one colon and a numeric port, or `[IPv6]:PORT`; anything else is a
+    /// context name, colons and all (EKS contexts are ARNs such as
+    /// `arn:aws:eks:us-east-1:123456789012:cluster/prod`).
     pub fn from_name_or_address(text: &str) -> Target {
-        if text.contains("://") || text.contains(':') {
+        let host_port = |text: &str| match text.rsplit_once(':') {
+            Some((host, port)) => {
+                let bracketed = host.starts_with('[') && host.ends_with(']');
+                !host.is_empty()
+                    && (bracketed || !host.contains(':'))
+                    && !host.contains('/')
+                    && !port.is_empty()
+                    && port.bytes().all(|byte| byte.is_ascii_digit())
+            }
+            None => false,
+        };
+        if text.contains("://") || host_port(text) {
             Target::Address(text.to_owned())
         } else {
             Target::Context(text.to_owned())
@@ -260,14 +274,31 @@ pub fn resolve(
         Some(path) => path.to_path_buf(),
         None => env.config_path()?,
     };
-    let config = PachConfig::read(&path)?;
+    let mut config = PachConfig::read(&path)?;
+    let env_address = env.pachd_address.clone().filter(|text| !text.is_empty());
+    if !config.exists && matches!(target, Target::Active) && env_address.is_some() {
+        // pachctl makes a missing config a `default` context with no address, which
+        // $PACHD_ADDRESS then fills (pachctl also writes the file back; ankus writes nothing).
+        config.active_context = "default".to_owned();
+        config
+            .contexts
+            .insert("default".to_owned(), Context::default());
+    }
     let (name, address_override) = match target {
         Target::Active => {
-            let name = env
-                .pach_context
-                .clone()
-                .filter(|name| !name.is_empty())
-                .unwrap_or_else(|| config.active_context.clone());
+            let name = match &env.pach_context {
+                // As pachctl: a set but empty $PACH_CONTEXT names no context.
+                Some(name) if name.is_empty() => {
+                    return Err(PachdError::Config {
+                        path: path.display().to_string(),
+                        reason: "$PACH_CONTEXT is set but empty, which names no context (unset \
+                                 it to use the active context)"
+                            .to_owned(),
+                    });
+                }
+                Some(name) => name.clone(),
+                None => config.active_context.clone(),
+            };
             if name.is_empty() {
                 return Err(PachdError::Config {
                     path: path.display().to_string(),
@@ -300,7 +331,7 @@ pub fn resolve(
         address_source: format!("context {name:?}"),
     };
     let env_address = match target {
-        Target::Active => env.pachd_address.clone().filter(|text| !text.is_empty()),
+        Target::Active => env_address,
         _ => None,
     };
     if let Some(text) = address_override {
@@ -634,6 +665,61 @@ mod tests {
         let error = resolve(&env, Some(&bad), &Target::Active).expect_err("no");
         assert!(error.to_string().contains("invalid JSON"), "{error}");
         assert!(error.to_string().contains("bad.json"), "{error}");
+    }
+
+    #[test]
+    fn pachd_address_without_a_config_file_makes_the_default_context_as_pachctl_does() {
+        let fixture = Fixture::new();
+        let mut env = fixture.env();
+        env.pachd_address = Some("10.1.2.3:30650".to_owned());
+        let missing = fixture.dir.path().join("none.json");
+        let resolved = resolve(&env, Some(&missing), &Target::Active).expect("resolves");
+        assert_eq!(resolved.context.as_deref(), Some("default"));
+        assert_eq!(resolved.address.qualified(), "grpc://10.1.2.3:30650");
+        assert_eq!(resolved.address_source, "$PACHD_ADDRESS");
+        assert!(!missing.exists(), "ankus writes no config");
+    }
+
+    #[test]
+    fn an_empty_pach_context_is_an_error_as_in_pachctl() {
+        let fixture = Fixture::new();
+        let path = fixture.write("config.json", TWO_CONTEXTS);
+        let mut env = fixture.env();
+        env.pach_context = Some(String::new());
+        let error = resolve(&env, Some(&path), &Target::Active).expect_err("refused");
+        assert!(
+            error.to_string().contains("$PACH_CONTEXT is set but empty"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn context_names_with_colons_are_names_not_addresses() {
+        let arn = "arn:aws:eks:us-east-1:123456789012:cluster/prod";
+        assert_eq!(
+            Target::from_name_or_address(arn),
+            Target::Context(arn.into())
+        );
+        assert_eq!(
+            Target::from_name_or_address("gke_project_europe-west1_prod"),
+            Target::Context("gke_project_europe-west1_prod".into())
+        );
+        assert_eq!(
+            Target::from_name_or_address("ctx:staging"),
+            Target::Context("ctx:staging".into())
+        );
+        for address in [
+            "10.0.0.1:30650",
+            "pachd.example.com:650",
+            "[::1]:650",
+            "grpcs://h:443",
+        ] {
+            assert_eq!(
+                Target::from_name_or_address(address),
+                Target::Address(address.into()),
+                "{address}"
+            );
+        }
     }
 
     #[test]

@@ -1241,3 +1241,67 @@ c.start_pipeline("edges");
     let listed = peer.pachctl(&["list", "repo"]).await;
     assert!(listed.stdout.contains("joined"), "{listed:?}");
 }
+
+/// Regression (#19): configurations operators have were refused. A missing config file with
+/// `$PACHD_ADDRESS` set (pachctl makes a `default` context), a context named by an EKS ARN
+/// (it has colons, and was taken for an address), and a set but empty `$PACH_CONTEXT` (an
+/// error in pachctl; ankus silently used the active context).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_configs_reach_the_real_pachd_as_pachctl_reads_them() {
+    let peer = Peer::start(Server::Real).await;
+    let dir = temp_dir();
+    write(
+        dir.path(),
+        "active.rhai",
+        "let c = pachd::connect(); `${c.version()} ${c.context()}`",
+    );
+    let missing = dir.path().join("no-such-config.json");
+    let out = ankus_async(
+        dir.path(),
+        &missing,
+        &["run", "./active.rhai", "--output", "json"],
+        &[("PACHD_ADDRESS", &peer.address)],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("1.9.0 default"), "{out:?}");
+    assert!(!missing.exists(), "ankus wrote a config");
+
+    let arn = "arn:aws:eks:us-east-1:123456789012:cluster/prod";
+    let config = write(
+        dir.path(),
+        "eks.json",
+        &serde_json::json!({ "v2": { "active_context": arn, "contexts": {
+            arn: { "pachd_address": peer.url() },
+        } } })
+        .to_string(),
+    );
+    write(
+        dir.path(),
+        "named.rhai",
+        &format!("let c = pachd::connect(\"{arn}\"); `${{c.version()}} ${{c.context()}}`"),
+    );
+    let out = ankus_async(
+        dir.path(),
+        &config,
+        &["run", "./named.rhai", "--output", "json"],
+        &[],
+    )
+    .await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains(&format!("1.9.0 {arn}")), "{out:?}");
+
+    let out = ankus_async(
+        dir.path(),
+        &config,
+        &["run", "./active.rhai"],
+        &[("PACH_CONTEXT", "")],
+    )
+    .await;
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("$PACH_CONTEXT is set but empty"),
+        "{}",
+        out.stderr
+    );
+}
