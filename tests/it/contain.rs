@@ -338,3 +338,66 @@ fn file_sync_does_not_follow_symlinks_out_of_the_source_unless_asked() {
     assert_eq!(copied, "3\nok");
     assert!(followed.join("linked/secret.txt").exists());
 }
+
+#[test]
+fn a_runaway_script_stops_at_a_limit_that_names_itself_and_how_to_raise_it() {
+    let dir = temp_dir();
+    let spin = write(dir.path(), "spin.rhai", "loop { }\n");
+    let spin = spin.to_str().expect("utf-8");
+    let stopped = ankus_env(
+        dir.path(),
+        &["run", spin],
+        &[("ANKUS_MAX_OPERATIONS", "20000".to_owned())],
+    );
+    assert_eq!(stopped.code, 1, "{stopped:?}");
+    assert!(
+        stopped
+            .stderr
+            .contains("--max-operations N or ANKUS_MAX_OPERATIONS=N"),
+        "{}",
+        stopped.stderr
+    );
+
+    let grow = write(dir.path(), "grow.rhai", "let s = \"x\"; loop { s += s; }\n");
+    let grow = grow.to_str().expect("utf-8");
+    let stopped = ankus_env(dir.path(), &["run", grow, "--max-string-size", "4096"], &[]);
+    assert_eq!(stopped.code, 1, "{stopped:?}");
+    assert!(
+        stopped.stderr.contains("string too large")
+            && stopped
+                .stderr
+                .contains("--max-string-size N or ANKUS_MAX_STRING_SIZE=N"),
+        "{}",
+        stopped.stderr
+    );
+
+    let deep = write(dir.path(), "deep.rhai", "fn f(n) { f(n + 1) }\nf(0);\n");
+    let deep = deep.to_str().expect("utf-8");
+    let stopped = ankus_env(dir.path(), &["run", deep, "--max-call-levels", "8"], &[]);
+    assert_eq!(stopped.code, 1, "{stopped:?}");
+    assert!(
+        stopped.stderr.contains("--max-call-levels"),
+        "{}",
+        stopped.stderr
+    );
+
+    let pushes = write(
+        dir.path(),
+        "pushes.rhai",
+        "let a = []; for i in 0..100 { a.push(i); } print(a.len());\n",
+    );
+    let pushes = pushes.to_str().expect("utf-8");
+    let stopped = ankus_env(dir.path(), &["run", pushes, "--max-array-size", "10"], &[]);
+    assert!(
+        stopped.stderr.contains("--max-array-size N"),
+        "{}",
+        stopped.stderr
+    );
+    let raised = ankus_env(
+        dir.path(),
+        &["run", pushes],
+        &[("ANKUS_MAX_ARRAY_SIZE", "1000".to_owned())],
+    );
+    assert_eq!(raised.code, 0, "{raised:?}");
+    assert_eq!(raised.stdout.trim(), "100");
+}
