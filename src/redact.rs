@@ -34,6 +34,41 @@ pub fn register(secret: &str) {
     }
 }
 
+/// Whether an environment variable named `name` holds a credential: one of its
+/// `_`-separated words is `SECRET`, `TOKEN`, `PASSWORD`, `PASSWD`, `KEY`, `SAS` or
+/// `CREDENTIALS`, and it does not name where a credential is (`…_FILE`, `…_PATH`, `…_ID`, `…_URL`,
+/// `…_DIR`, `…_NAME`). So `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`,
+/// `AZURE_STORAGE_ACCOUNT_KEY`, `GOOGLE_SERVICE_ACCOUNT_KEY` and `PACH_AUTH_TOKEN` are, while
+/// `AWS_ACCESS_KEY_ID` and `AWS_WEB_IDENTITY_TOKEN_FILE` are not.
+pub fn is_credential_variable(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    let words: Vec<&str> = upper.split('_').collect();
+    let secret_word = words.iter().any(|word| {
+        matches!(
+            *word,
+            "SECRET" | "TOKEN" | "PASSWORD" | "PASSWD" | "KEY" | "SAS" | "CREDENTIALS"
+        )
+    });
+    let names_a_place = matches!(
+        words.last().copied(),
+        Some("FILE" | "PATH" | "ID" | "URL" | "DIR" | "NAME")
+    );
+    secret_word && !names_a_place
+}
+
+/// Registers the values of the process's credential environment variables (see
+/// [`is_credential_variable`]), so a script's `env("AWS_SECRET_ACCESS_KEY")` or an error that
+/// quotes one is masked from the start, before any client loads it. Called once at start-up.
+pub fn register_environment() {
+    for (name, value) in std::env::vars_os() {
+        if let (Some(name), Some(value)) = (name.to_str(), value.to_str())
+            && is_credential_variable(name)
+        {
+            register(value);
+        }
+    }
+}
+
 /// `text` with every registered secret replaced by `***`.
 pub fn redact(text: &str) -> String {
     let secrets = registry()
@@ -51,6 +86,32 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_variables_are_told_from_the_places_that_name_them() {
+        for name in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_SAS_KEY",
+            "AZURE_CLIENT_SECRET",
+            "GOOGLE_SERVICE_ACCOUNT_KEY",
+            "PACH_AUTH_TOKEN",
+            "PACHD_ROOT_TOKEN",
+        ] {
+            assert!(is_credential_variable(name), "{name}");
+        }
+        for name in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "GOOGLE_APPLICATION_CREDENTIALS_PATH",
+            "AWS_REGION",
+            "KEYBOARD",
+            "HOME",
+        ] {
+            assert!(!is_credential_variable(name), "{name}");
+        }
+    }
 
     #[test]
     fn registered_secrets_are_masked_and_short_ones_ignored() {

@@ -37,13 +37,15 @@ pub enum BackupError {
         /// How many bytes were missing.
         needed: u64,
     },
-    /// A length prefix is negative or above pachd's 20 MiB message limit.
-    #[error("dump has an invalid length prefix {length} at {at} (limit {limit} bytes)")]
+    /// A length prefix is negative or above pachd's 20 MiB message limit. The value read is
+    /// not shown: a file that is no dump at all fails here, and its first bytes are its
+    /// content.
+    #[error(
+        "dump has an invalid length prefix at {at}: negative or above the {limit}-byte record limit (is it a pachctl dump?)"
+    )]
     BadLength {
         /// Where.
         at: At,
-        /// The length read.
-        length: i64,
         /// The limit.
         limit: u64,
     },

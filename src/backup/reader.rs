@@ -210,7 +210,6 @@ impl RecordReader {
             self.done = true;
             return Err(BackupError::BadLength {
                 at: self.at(),
-                length,
                 limit: MAX_RECORD,
             });
         }

@@ -111,16 +111,20 @@ pub mod backup_api {
     use crate::kind::Kind;
 
     /// Opens a dump: a path, `-` (stdin) or an object-store URL. Nothing is read until it is
-    /// used.
+    /// used. A path (or `file://` URL) must lie inside the allowed directories, as for
+    /// `fs::`.
     ///
     /// ```rhai
     /// let b = backup::open("prod.dump");
     /// ```
-    pub fn open(source: &str) -> Backup {
-        Backup {
+    #[rhai_fn(return_raw, volatile)]
+    pub fn open(call: NativeCallContext, source: &str) -> BindingResult<Backup> {
+        let host = HostCtx::of(&call)?;
+        crate::bindings::local_target(&host, source, call.call_position())?;
+        Ok(Backup {
             location: Location::parse(source),
             transforms: Vec::new(),
-        }
+        })
     }
 
     /// What the dump holds (the `ankus backup inspect` JSON) as a map.
@@ -227,13 +231,8 @@ pub mod backup_api {
     ) -> BindingResult<Dynamic> {
         let host = HostCtx::of(&call)?;
         let position = call.call_position();
+        crate::bindings::local_target(&host, destination, position)?;
         let target = Location::parse(destination);
-        if let Location::File(path) = &target {
-            host.options()
-                .fs_policy
-                .check(&path.display().to_string())
-                .map_err(|message| script_fail(Kind::PermissionDenied, message, position))?;
-        }
         let entry =
             PlanEntry::new("backup", "write", target.display()).with_details(serde_json::json!({
                 "from": backup.location.display(),

@@ -507,10 +507,7 @@ mod support {
         path: &str,
         position: Position,
     ) -> BindingResult<PathBuf> {
-        host.options()
-            .fs_policy
-            .check(path)
-            .map_err(|message| script_fail(Kind::PermissionDenied, message, position))
+        crate::bindings::local_path(host, path, position)
     }
 
     /// `swap_node_ports`, optionally setting the quiesce mark in the same patch.
@@ -654,6 +651,9 @@ pub mod kube_api {
     pub fn connect(call: NativeCallContext, options: Map) -> BindingResult<Kube> {
         let host = HostCtx::of(&call)?;
         let timeout = timeout_option(&options, call.call_position())?;
+        if let Some(path) = option_text(&options, "kubeconfig") {
+            checked_path(&host, &path, call.call_position())?;
+        }
         let options = ConnectOptions {
             timeout,
             ..connect_options(&host, &options)

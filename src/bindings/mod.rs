@@ -25,3 +25,32 @@ pub fn register_all(engine: &mut Engine) {
     store::register_types(engine);
     engine.register_static_module("store", exported_module!(store::store_api).into());
 }
+
+/// The one path policy of every binding that touches local files: `path` resolved (symlinks
+/// and `..` included) to a place inside the allowed directories, else a `permission_denied`
+/// error naming `--allow-path`.
+pub(crate) fn local_path(
+    host: &crate::host::context::HostCtx,
+    path: &str,
+    position: rhai::Position,
+) -> crate::host::error::BindingResult<std::path::PathBuf> {
+    host.options().fs_policy.check(path).map_err(|message| {
+        crate::host::error::script_fail(crate::kind::Kind::PermissionDenied, message, position)
+    })
+}
+
+/// [`local_path`] for a target that may also be a URL: a path or a `file://` URL is checked,
+/// other URLs and `-` touch no local file.
+pub(crate) fn local_target(
+    host: &crate::host::context::HostCtx,
+    target: &str,
+    position: rhai::Position,
+) -> crate::host::error::BindingResult<()> {
+    host.options()
+        .fs_policy
+        .check_target(target)
+        .map(|_| ())
+        .map_err(|message| {
+            crate::host::error::script_fail(crate::kind::Kind::PermissionDenied, message, position)
+        })
+}

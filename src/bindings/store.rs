@@ -367,30 +367,84 @@ fn open_store(
     options: StoreOptions,
     position: Position,
 ) -> BindingResult<Store> {
-    let _ = host;
+    crate::bindings::local_target(host, url, position)?;
     let bucket = Bucket::open(url, &options).map_err(|error| script_error(error, position))?;
     Ok(Store { bucket, options })
 }
 
+/// The destination of a clone or a verify, opened.
+struct Destination {
+    bucket: Bucket,
+    /// A `file://` directory that does not exist yet: `bucket` is then an empty stand-in,
+    /// and the directory is created only when a real clone is about to write into it.
+    missing: Option<(String, StoreOptions)>,
+}
+
+impl Destination {
+    fn url(&self) -> String {
+        match &self.missing {
+            Some((url, _)) => url.clone(),
+            None => self.bucket.url().to_string(),
+        }
+    }
+}
+
 /// Opens the destination of a clone: with `dst_options`, or else the source's options when
-/// both are the same kind of store. A `file://` destination is created.
+/// both are the same kind of store. A `file://` destination that does not exist is not
+/// created here (a dry or failed run creates nothing); it reads as empty.
 fn open_destination(
+    host: &HostCtx,
     source: &Store,
     url: &str,
     dst_options: Option<StoreOptions>,
     position: Position,
-) -> BindingResult<Bucket> {
+) -> BindingResult<Destination> {
+    crate::bindings::local_target(host, url, position)?;
     let parsed =
         crate::store::StoreUrl::parse(url).map_err(|error| script_error(error, position))?;
-    let mut options = match dst_options {
+    let options = match dst_options {
         Some(options) => options,
         None if parsed.scheme == source.bucket.url().scheme => source.options.clone(),
         None => StoreOptions::new(),
     };
-    if parsed.scheme == crate::store::location::Scheme::File {
-        options.insert("create".to_owned(), "true".to_owned());
+    if parsed.scheme == crate::store::location::Scheme::File
+        && !std::path::Path::new(&parsed.bucket).exists()
+    {
+        let stand_in = format!("memory://ankus-missing-{}", uuid::Uuid::new_v4().simple());
+        let bucket = Bucket::open(&stand_in, &StoreOptions::new())
+            .map_err(|error| script_error(error, position))?;
+        return Ok(Destination {
+            bucket,
+            missing: Some((parsed.to_string(), options)),
+        });
     }
-    Bucket::open(url, &options).map_err(|error| script_error(error, position))
+    let bucket = Bucket::open(url, &options).map_err(|error| script_error(error, position))?;
+    Ok(Destination {
+        bucket,
+        missing: None,
+    })
+}
+
+/// Creates the missing directories of `dir`, returning those it created, deepest last.
+fn create_dirs(dir: &std::path::Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(path) = cursor.filter(|path| !path.exists()) {
+        missing.push(path.to_path_buf());
+        cursor = path.parent();
+    }
+    missing.reverse();
+    std::fs::create_dir_all(dir)?;
+    Ok(missing)
+}
+
+/// Removes the directories `create_dirs` made, deepest first, where they are still empty.
+fn remove_created(created: &[std::path::PathBuf]) {
+    for dir in created.iter().rev() {
+        if std::fs::remove_dir(dir).is_err() {
+            break;
+        }
+    }
 }
 
 fn option_int(map: &Map, key: &str, position: Position) -> BindingResult<Option<u64>> {
@@ -511,28 +565,61 @@ fn observer_for(host: &HostCtx, label: &str) -> Box<dyn SyncObserver> {
 fn run_sync(
     call: &NativeCallContext,
     source: &Store,
-    destination: Bucket,
+    destination: Destination,
     map: &Map,
 ) -> BindingResult<SyncResult> {
     let position = call.call_position();
     let host = HostCtx::of(call)?;
     let mut options = sync_options(map, position)?;
-    let entry = crate::host::plan::PlanEntry::new("store", "sync", destination.url().to_string())
-        .with_details(serde_json::json!({
+    let dst_url = destination.url();
+    let entry = crate::host::plan::PlanEntry::new("store", "sync", dst_url.clone()).with_details(
+        serde_json::json!({
             "from": source.bucket.url().to_string(),
             "delete": options.delete,
             "checksum": options.checksum,
-        }));
+        }),
+    );
     options.dry_run = !host.may_change(entry);
+    let mut created = Vec::new();
+    let bucket = match destination.missing {
+        Some((url, mut dst_options)) if !options.dry_run => {
+            let parsed = crate::store::StoreUrl::parse(&url)
+                .map_err(|error| script_error(error, position))?;
+            created = create_dirs(std::path::Path::new(&parsed.bucket)).map_err(|error| {
+                script_fail(
+                    Kind::Io,
+                    format!("failed to create directory {url}: {error}"),
+                    position,
+                )
+            })?;
+            dst_options.remove("create");
+            match Bucket::open(&url, &dst_options) {
+                Ok(bucket) => bucket,
+                Err(error) => {
+                    remove_created(&created);
+                    return Err(script_error(error, position));
+                }
+            }
+        }
+        _ => destination.bucket,
+    };
     let observer = observer_for(&host, "clone");
     let src = source.bucket.clone();
-    let report = host
-        .block_on_for(
-            async move { crate::store::sync(&src, &destination, &options, observer.as_ref()).await },
-            None,
-            position,
-        )?
-        .map_err(|error| script_error(error, position))?;
+    let outcome = host.block_on_for(
+        async move { crate::store::sync(&src, &bucket, &options, observer.as_ref()).await },
+        None,
+        position,
+    );
+    // A clone that failed, or copied nothing it was asked to, leaves no directory it made.
+    let empty_handed = match &outcome {
+        Ok(Ok(report)) => report.failed > 0,
+        _ => true,
+    };
+    if empty_handed {
+        remove_created(&created);
+    }
+    let mut report = outcome?.map_err(|error| script_error(error, position))?;
+    report.dst = dst_url;
     if report.dry_run {
         for change in &report.changes {
             let target = crate::store::StoreUrl::parse(&report.dst)
@@ -557,7 +644,11 @@ fn run_sync(
     Ok(SyncResult(Arc::new(report)))
 }
 
-fn references_from(map: &Map, position: Position) -> BindingResult<Vec<crate::store::Reference>> {
+fn references_from(
+    host: &HostCtx,
+    map: &Map,
+    position: Position,
+) -> BindingResult<Vec<crate::store::Reference>> {
     let mut references = Vec::new();
     if let Some(list) = map.get("references") {
         let items = list.as_array_ref().map_err(|_| {
@@ -582,9 +673,9 @@ fn references_from(map: &Map, position: Position) -> BindingResult<Vec<crate::st
         }
     }
     if let Some(path) = map.get("backup") {
-        let path = path.to_string();
+        let path = crate::bindings::local_path(host, &path.to_string(), position)?;
         references.extend(
-            crate::store::referenced_keys_from_backup(std::path::Path::new(&path))
+            crate::store::referenced_keys_from_backup(&path)
                 .map_err(|error| script_error(error, position))?,
         );
     }
@@ -594,9 +685,11 @@ fn references_from(map: &Map, position: Position) -> BindingResult<Vec<crate::st
 fn run_verify(
     call: &NativeCallContext,
     source: &Store,
-    destination: Bucket,
+    destination: Destination,
     map: &Map,
 ) -> BindingResult<VerifyResult> {
+    let dst_url = destination.url();
+    let destination = destination.bucket;
     let position = call.call_position();
     if let Some(unknown) = map.keys().find(|key| {
         ![
@@ -624,7 +717,7 @@ fn run_verify(
     if let Some(value) = option_int(map, "checkers", position)? {
         options.width = usize::try_from(value).unwrap_or(usize::MAX).max(1);
     }
-    let references = references_from(map, position)?;
+    let references = references_from(&host, map, position)?;
     let src = source.bucket.clone();
     let report = host
         .block_on_for(
@@ -633,6 +726,10 @@ fn run_verify(
             position,
         )?
         .map_err(|error| script_error(error, position))?;
+    let report = VerifyReport {
+        dst: dst_url,
+        ..report
+    };
     Ok(VerifyResult(Arc::new(report)))
 }
 
@@ -981,7 +1078,9 @@ pub mod store_api {
         dst: &str,
         options: Map,
     ) -> BindingResult<SyncResult> {
+        let host = HostCtx::of(&call)?;
         let destination = super::open_destination(
+            &host,
             store,
             dst,
             super::dst_options(&options, call.call_position())?,
@@ -1002,7 +1101,11 @@ pub mod store_api {
         dst: Store,
         options: Map,
     ) -> BindingResult<SyncResult> {
-        super::run_sync(&call, store, dst.bucket, &options)
+        let destination = super::Destination {
+            bucket: dst.bucket,
+            missing: None,
+        };
+        super::run_sync(&call, store, destination, &options)
     }
 
     /// Compares this store with its clone at `dst`: `missing`, `different`, `extra`, and with
@@ -1022,7 +1125,9 @@ pub mod store_api {
         options: Map,
     ) -> BindingResult<VerifyResult> {
         let position = call.call_position();
+        let host = HostCtx::of(&call)?;
         let destination = super::open_destination(
+            &host,
             store,
             dst,
             super::dst_options(&options, position)?,
@@ -1043,7 +1148,11 @@ pub mod store_api {
         dst: Store,
         options: Map,
     ) -> BindingResult<VerifyResult> {
-        super::run_verify(&call, store, dst.bucket, &options)
+        let destination = super::Destination {
+            bucket: dst.bucket,
+            missing: None,
+        };
+        super::run_verify(&call, store, destination, &options)
     }
 
     /// `store::verify_clone(src_url, dst_url, options)`: the function form of
@@ -1063,6 +1172,7 @@ pub mod store_api {
         let host = HostCtx::of(&call)?;
         let source = super::open_store(&host, src, Default::default(), position)?;
         let destination = super::open_destination(
+            &host,
             &source,
             dst,
             super::dst_options(&options, position)?,

@@ -687,9 +687,7 @@ pub mod fs_api {
     #[rhai_fn(return_raw, volatile)]
     pub fn read_text(call: NativeCallContext, path: &str) -> BindingResult<String> {
         let host = HostCtx::of(&call)?;
-        let resolved = host.options().fs_policy.check(path).map_err(|message| {
-            script_fail(Kind::PermissionDenied, message, call.call_position())
-        })?;
+        let resolved = crate::bindings::local_path(&host, path, call.call_position())?;
         crate::host::sources::read_text(&resolved)
             .map_err(|error| crate::host::error::script_error(error, call.call_position()))
     }
@@ -703,9 +701,7 @@ pub mod fs_api {
     #[rhai_fn(return_raw)]
     pub fn write_text(call: NativeCallContext, path: &str, text: &str) -> BindingResult<()> {
         let host = HostCtx::of(&call)?;
-        let resolved = host.options().fs_policy.check(path).map_err(|message| {
-            script_fail(Kind::PermissionDenied, message, call.call_position())
-        })?;
+        let resolved = crate::bindings::local_path(&host, path, call.call_position())?;
         let entry = PlanEntry::new("fs", "write_text", resolved.display().to_string())
             .with_details(serde_json::json!({ "bytes": text.len() }));
         if !host.may_change(entry) {
@@ -737,9 +733,7 @@ pub mod fs_api {
     #[rhai_fn(return_raw, volatile)]
     pub fn exists(call: NativeCallContext, path: &str) -> BindingResult<bool> {
         let host = HostCtx::of(&call)?;
-        let resolved = host.options().fs_policy.check(path).map_err(|message| {
-            script_fail(Kind::PermissionDenied, message, call.call_position())
-        })?;
+        let resolved = crate::bindings::local_path(&host, path, call.call_position())?;
         Ok(resolved.exists())
     }
 }

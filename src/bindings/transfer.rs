@@ -54,13 +54,8 @@ pub mod transfer_api {
                 position,
             ));
         };
+        crate::bindings::local_target(&host, &to, position)?;
         let target = Location::parse(&to);
-        if let Location::File(path) = &target {
-            host.options()
-                .fs_policy
-                .check(&path.display().to_string())
-                .map_err(|message| script_fail(Kind::PermissionDenied, message, position))?;
-        }
         let flags = ExtractFlags {
             no_objects: !flag(&options, "objects", true),
             no_repos: !flag(&options, "repos", true),
@@ -145,6 +140,7 @@ pub mod transfer_api {
     ) -> BindingResult<Dynamic> {
         let host = HostCtx::of(&call)?;
         let position = call.call_position();
+        crate::bindings::local_target(&host, source, position)?;
         let location = Location::parse(source);
         let client = pachd.client().clone();
         let force = flag(&options, "force", false);

@@ -86,9 +86,21 @@ pub struct ScriptOptions {
     /// Let scripts run programs with `exec`.
     #[arg(long)]
     pub allow_exec: bool,
-    /// Stop a script after this many operations (0 = no limit).
-    #[arg(long, value_name = "N")]
+    /// Stop a script after this many operations (0 = no limit; default 500000000).
+    #[arg(long, value_name = "N", env = "ANKUS_MAX_OPERATIONS")]
     pub max_operations: Option<u64>,
+    /// The longest string a script may build, in bytes (0 = no limit; default 256 MiB).
+    #[arg(long, value_name = "BYTES", env = "ANKUS_MAX_STRING_SIZE")]
+    pub max_string_size: Option<usize>,
+    /// The most items an array or blob may hold (0 = no limit; default 10000000).
+    #[arg(long, value_name = "N", env = "ANKUS_MAX_ARRAY_SIZE")]
+    pub max_array_size: Option<usize>,
+    /// The most entries a map may hold (0 = no limit; default 10000000).
+    #[arg(long, value_name = "N", env = "ANKUS_MAX_MAP_SIZE")]
+    pub max_map_size: Option<usize>,
+    /// How deeply script functions may call each other (default 96).
+    #[arg(long, value_name = "N", env = "ANKUS_MAX_CALL_LEVELS")]
+    pub max_call_levels: Option<usize>,
     /// Deadline for one remote call, in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
     pub call_timeout: u64,

@@ -37,6 +37,7 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> u8 {
             return code;
         }
     };
+    crate::redact::register_environment();
     let console = console::Console::new(&cli);
     let outcome = match &cli.command {
         Command::Run(run_args) => run::execute(&cli, run_args, &console),

@@ -55,6 +55,18 @@ pub fn limits(script_options: &ScriptOptions) -> Limits {
     if let Some(max_operations) = script_options.max_operations {
         limits.max_operations = max_operations;
     }
+    if let Some(max_string_size) = script_options.max_string_size {
+        limits.max_string_size = max_string_size;
+    }
+    if let Some(max_array_size) = script_options.max_array_size {
+        limits.max_array_size = max_array_size;
+    }
+    if let Some(max_map_size) = script_options.max_map_size {
+        limits.max_map_size = max_map_size;
+    }
+    if let Some(max_call_levels) = script_options.max_call_levels {
+        limits.max_call_levels = max_call_levels;
+    }
     limits
 }
 

@@ -71,6 +71,34 @@ impl FsPolicy {
         &self.roots
     }
 
+    /// Checks a local target a binding is about to read or write: a path, or the directory
+    /// or file a `file://` URL names, resolved as [`FsPolicy::check`] resolves paths. Other
+    /// URLs and `-` (stdin/stdout) touch no local file and pass as `None`.
+    pub fn check_target(&self, target: &str) -> Result<Option<PathBuf>, String> {
+        if target == "-" {
+            return Ok(None);
+        }
+        match target.split_once("://") {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+                let path = rest.strip_prefix("localhost").unwrap_or(rest);
+                // A relative file URL is refused by the store with its own message.
+                if !path.starts_with('/') {
+                    return Ok(None);
+                }
+                self.check(path).map(Some)
+            }
+            Some((scheme, _))
+                if !scheme.is_empty()
+                    && scheme
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '+') =>
+            {
+                Ok(None)
+            }
+            _ => self.check(target).map(Some),
+        }
+    }
+
     /// Resolves `path` and checks it lies under an allowed root.
     pub fn check(&self, path: &str) -> Result<PathBuf, String> {
         let raw = PathBuf::from(path);

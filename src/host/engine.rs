@@ -39,6 +39,65 @@ impl Default for Limits {
     }
 }
 
+/// What a script sees when it runs into one of the [`Limits`]: which limit, and how an
+/// operator raises it. `None` for errors that are not a limit.
+pub fn limit_message(error: &rhai::EvalAltResult) -> Option<String> {
+    use rhai::EvalAltResult;
+    let defaults = Limits::default();
+    let (what, flag, variable, default) = match error {
+        EvalAltResult::ErrorTooManyOperations(_) => (
+            "too many operations: the script ran past its operation limit".to_owned(),
+            "--max-operations",
+            "ANKUS_MAX_OPERATIONS",
+            defaults.max_operations.to_string(),
+        ),
+        EvalAltResult::ErrorStackOverflow(_) => (
+            "too many nested function calls".to_owned(),
+            "--max-call-levels",
+            "ANKUS_MAX_CALL_LEVELS",
+            defaults.max_call_levels.to_string(),
+        ),
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            let what = what.to_ascii_lowercase();
+            let (flag, variable, default) = if what.contains("string") {
+                (
+                    "--max-string-size",
+                    "ANKUS_MAX_STRING_SIZE",
+                    defaults.max_string_size,
+                )
+            } else if what.contains("map") {
+                (
+                    "--max-map-size",
+                    "ANKUS_MAX_MAP_SIZE",
+                    defaults.max_map_size,
+                )
+            } else {
+                (
+                    "--max-array-size",
+                    "ANKUS_MAX_ARRAY_SIZE",
+                    defaults.max_array_size,
+                )
+            };
+            (
+                format!("{what} too large"),
+                flag,
+                variable,
+                default.to_string(),
+            )
+        }
+        _ => return None,
+    };
+    // Zero turns off every limit but the call depth.
+    let unlimited = if flag == "--max-call-levels" {
+        ""
+    } else {
+        ", or 0 for no limit"
+    };
+    Some(format!(
+        "{what} (the {flag} limit, default {default}); raise it with {flag} N or {variable}=N{unlimited}"
+    ))
+}
+
 /// Builds the engine for a run: every package registered, limits set, cancellation wired to
 /// `host`, `print`/`debug` routed to the host's sinks.
 pub fn build_engine(host: &Arc<HostCtx>, limits: &Limits) -> Engine {

@@ -51,6 +51,9 @@ fn innermost_message(error: &EvalAltResult) -> String {
     if let Some(host_error) = HostError::find(error) {
         return host_error.to_string();
     }
+    if let Some(message) = super::engine::limit_message(error) {
+        return message;
+    }
     match error {
         EvalAltResult::ErrorRuntime(value, _) => format!("script error: {value}"),
         EvalAltResult::ErrorTerminated(_, _) => "interrupted".to_owned(),

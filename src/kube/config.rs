@@ -22,12 +22,18 @@ pub fn kubeconfig_path(explicit: Option<&Path>, preset: Option<&Path>) -> Option
     home.is_file().then_some(home)
 }
 
-/// Reads a kubeconfig file.
+/// Reads a kubeconfig file. A file that is not a kubeconfig is refused without quoting it:
+/// the YAML parser's message shows the text it choked on, and the file may be anything.
 pub fn read(path: &Path) -> Result<Kubeconfig, KubeError> {
     register_secrets(path);
     Kubeconfig::read_from(path).map_err(|error| KubeError::Config {
         path: path.display().to_string(),
-        message: crate::kind::chain_text(&error),
+        message: match error {
+            kube::config::KubeconfigError::Parse(_) => {
+                "it is not a kubeconfig (YAML with clusters, contexts and users)".to_owned()
+            }
+            other => crate::kind::chain_text(&other),
+        },
     })
 }
 

@@ -45,6 +45,10 @@ pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     s3: Option<Arc<S3Target>>,
     transient: TransientCounter,
+    /// For a `file://` store that does not follow symbolic links (the default): its
+    /// directory. Keys whose path goes through a link are not listed and not opened, so a
+    /// link inside the tree cannot lead a clone (or a script) out of it.
+    no_links_below: Option<Arc<std::path::PathBuf>>,
 }
 
 /// Requests are retried by `object_store` a few times; the sync engine retries whole
@@ -92,6 +96,7 @@ impl Bucket {
         let transient = TransientCounter::default();
         let timeout = || request_timeout(&url, options.get("request_timeout").map(String::as_str));
         let cloud_option = |key: &&String| !["create", "request_timeout"].contains(&key.as_str());
+        let mut no_links_below = None;
         let (store, s3): (Arc<dyn ObjectStore>, _) = match url.scheme {
             Scheme::S3 => {
                 let (store, target) = super::s3::build(&url, options, retry_config(), &transient)?;
@@ -140,13 +145,22 @@ impl Bucket {
                 (Arc::new(store), None)
             }
             Scheme::File => {
-                if let Some(key) = options.keys().find(|key| key.as_str() != "create") {
+                if let Some(key) = options
+                    .keys()
+                    .find(|key| !["create", "follow_symlinks"].contains(&key.as_str()))
+                {
                     return Err(StoreError::BadOption {
                         url: url.to_string(),
                         key: key.clone(),
-                        reason: "is not an option of file:// stores (only create)".to_owned(),
+                        reason:
+                            "is not an option of file:// stores (only create and follow_symlinks)"
+                                .to_owned(),
                     });
                 }
+                let follow = match options.get("follow_symlinks") {
+                    Some(value) => option_bool(&url, "follow_symlinks", value)?,
+                    None => false,
+                };
                 let directory = std::path::PathBuf::from(&url.bucket);
                 if create {
                     std::fs::create_dir_all(&directory).map_err(|source| StoreError::Io {
@@ -166,6 +180,9 @@ impl Bucket {
                 let store = object_store::local::LocalFileSystem::new_with_prefix(&directory)
                     .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?
                     .with_automatic_cleanup(true);
+                if !follow {
+                    no_links_below = Some(Arc::new(directory));
+                }
                 (Arc::new(store), None)
             }
             Scheme::Memory => {
@@ -184,7 +201,32 @@ impl Bucket {
             store,
             s3,
             transient,
+            no_links_below,
         })
+    }
+
+    /// Whether the full key `full` of a `file://` store that does not follow links names a
+    /// path through a symbolic link below the store's directory.
+    fn through_link(&self, full: &str) -> bool {
+        let Some(root) = &self.no_links_below else {
+            return false;
+        };
+        let mut path = root.as_ref().clone();
+        for part in full.split('/').filter(|part| !part.is_empty()) {
+            path.push(part);
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_symlink() => return true,
+                Ok(_) => {}
+                // Nothing below a missing path can be a link.
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Whether a listed entry (key relative to the prefix) is reached through a link.
+    fn listed_through_link(&self, key: &str) -> bool {
+        self.no_links_below.is_some() && self.through_link(&self.s3_prefix(key))
     }
 
     /// The URL this store was opened at (no credentials in it).
@@ -230,12 +272,19 @@ impl Bucket {
         if full.starts_with('/') || full.ends_with('/') || full.contains("//") {
             return Err(self.bad_key(key, "keys cannot start or end with '/' or contain '//'"));
         }
-        Path::parse(&full).map_err(|_| {
+        let path = Path::parse(&full).map_err(|_| {
             self.bad_key(
                 key,
                 "keys cannot contain control characters or '.'/'..' segments",
             )
-        })
+        })?;
+        if self.through_link(&full) {
+            return Err(self.bad_key(
+                key,
+                "the path goes through a symbolic link (file:// stores follow links only with follow_symlinks: true)",
+            ));
+        }
+        Ok(path)
     }
 
     fn bad_key(&self, key: &str, reason: &str) -> StoreError {
@@ -308,12 +357,17 @@ impl Bucket {
             },
         };
         let this = self.clone();
+        let links = self.clone();
         let target = self.url.join(&folder);
         self.store
             .list(list_path.as_ref())
             .map_err(move |error| StoreError::from_object_store("list", target.clone(), error))
             .map_ok(move |meta| this.entry(meta))
-            .try_filter(move |entry| futures::future::ready(entry.key.starts_with(&filter)))
+            .try_filter(move |entry| {
+                futures::future::ready(
+                    entry.key.starts_with(&filter) && !links.listed_through_link(&entry.key),
+                )
+            })
             .boxed()
     }
 
@@ -404,11 +458,13 @@ impl Bucket {
             .objects
             .into_iter()
             .map(|meta| self.entry(meta))
+            .filter(|entry| !self.listed_through_link(&entry.key))
             .collect();
         let folders = listed
             .common_prefixes
             .iter()
             .map(|path| self.key_of(path))
+            .filter(|folder| !self.listed_through_link(folder))
             .collect();
         Ok((entries, folders))
     }

@@ -283,21 +283,30 @@ pub async fn index(bucket: &Bucket, width: usize) -> Result<HashMap<String, Entr
         .await
 }
 
-/// Refuses a source and destination that overlap (one inside the other).
-pub fn check_disjoint(src: &Bucket, dst: &Bucket) -> Result<(), StoreError> {
-    let same_endpoint = match (src.s3(), dst.s3()) {
-        (Some(left), Some(right)) => left.endpoint() == right.endpoint(),
-        _ => true,
-    };
+/// Refuses a source and destination that overlap (one inside the other), comparing what
+/// they physically are where that can be found out: `file://` directories with symbolic
+/// links resolved, S3 endpoints by the addresses their host names resolve to (`localhost` is
+/// `127.0.0.1`), and an S3 store against a `file://` directory by a probe file (see
+/// [`same_files`]).
+pub async fn check_disjoint(src: &Bucket, dst: &Bucket) -> Result<(), StoreError> {
+    use super::location::Scheme;
     let (left, right) = (src.url(), dst.url());
-    let nested = if left.scheme == super::location::Scheme::File {
-        let inside = |outer: &str, inner: &str| {
-            inner == outer || inner.starts_with(&format!("{}/", outer.trim_end_matches('/')))
-        };
-        left.scheme == right.scheme
-            && (inside(&left.bucket, &right.bucket) || inside(&right.bucket, &left.bucket))
-    } else {
-        same_endpoint && left.overlaps(right)
+    let nested = match (left.scheme, right.scheme) {
+        (Scheme::File, Scheme::File) => {
+            let inside =
+                |outer: &std::path::Path, inner: &std::path::Path| inner.starts_with(outer);
+            let (left_dir, right_dir) = (physical(&left.bucket), physical(&right.bucket));
+            inside(&left_dir, &right_dir) || inside(&right_dir, &left_dir)
+        }
+        (Scheme::File, Scheme::S3) => same_files(src, dst).await,
+        (Scheme::S3, Scheme::File) => same_files(dst, src).await,
+        _ => {
+            let same_endpoint = match (src.s3(), dst.s3()) {
+                (Some(one), Some(other)) => same_host(one.endpoint(), other.endpoint()).await,
+                _ => true,
+            };
+            same_endpoint && left.overlaps(right)
+        }
     };
     if nested {
         return Err(StoreError::Refused(
@@ -308,6 +317,154 @@ pub fn check_disjoint(src: &Bucket, dst: &Bucket) -> Result<(), StoreError> {
         ));
     }
     Ok(())
+}
+
+/// `dir` with symbolic links and `..` resolved through its longest existing ancestor (a
+/// clone's destination may not exist yet).
+fn physical(dir: &str) -> std::path::PathBuf {
+    let mut existing = std::path::Path::new(dir);
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let mut full = real;
+            for name in rest.into_iter().rev() {
+                full.push(name);
+            }
+            return full;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return std::path::PathBuf::from(dir),
+        }
+    }
+}
+
+/// Whether two endpoint URLs reach the same server: equal, or their hosts resolve to a
+/// common address on the same port.
+async fn same_host(one: &str, other: &str) -> bool {
+    if one.trim_end_matches('/') == other.trim_end_matches('/') {
+        return true;
+    }
+    async fn addresses(endpoint: &str) -> Vec<std::net::SocketAddr> {
+        let Some((scheme, rest)) = endpoint.split_once("://") else {
+            return Vec::new();
+        };
+        let authority = rest.split('/').next().unwrap_or_default();
+        let authority = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
+        let default_port = if scheme.eq_ignore_ascii_case("https") {
+            443
+        } else {
+            80
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(']') || authority.starts_with('[') => {
+                match port.parse::<u16>() {
+                    Ok(port) => (host, port),
+                    Err(_) => (authority, default_port),
+                }
+            }
+            _ => (authority, default_port),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match tokio::net::lookup_host((host, port)).await {
+            Ok(found) => found.collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+    let (one, other) = (addresses(one).await, addresses(other).await);
+    one.iter().any(|address| other.contains(address))
+}
+
+/// Whether the `file://` store `local` and the S3 store `remote` share files: an S3
+/// server that serves a directory (s3s-fs, MinIO in filesystem mode) shows its files as
+/// objects. A uniquely named probe file is put where the other side would show it and looked
+/// for there, then removed: in the nearest existing directory of `local` (is `local` inside
+/// `remote`? It then shows as `remote`'s key `Q/probe` for `Q` a tail of that directory's
+/// path), and in each existing `local/Q` for `Q` a tail of `remote`'s `bucket/prefix` (is
+/// `remote` inside `local`?). A directory that cannot take the probe is not examined.
+async fn same_files(local: &Bucket, remote: &Bucket) -> bool {
+    let name = format!("ankus-overlap-probe-{}", uuid::Uuid::new_v4().simple());
+    let mut nearest = physical(&local.url().bucket);
+    while !nearest.is_dir() {
+        if !nearest.pop() {
+            return false;
+        }
+    }
+    let parts: Vec<String> = nearest
+        .components()
+        .filter_map(|part| match part {
+            std::path::Component::Normal(name) => Some(name.to_string_lossy().into_owned()),
+            _ => None,
+        })
+        .collect();
+    let tails = |parts: &[String]| -> Vec<String> {
+        (0..=parts.len())
+            .map(|start| parts[start..].join("/"))
+            .collect()
+    };
+    if let Some(probe) = Probe::put(&nearest, &name) {
+        for tail in tails(&parts) {
+            let key = if tail.is_empty() {
+                name.clone()
+            } else {
+                format!("{tail}/{name}")
+            };
+            if remote.exists(&key).await.unwrap_or(false) {
+                drop(probe);
+                return true;
+            }
+        }
+    }
+    let url = remote.url();
+    let mut remote_parts = vec![url.bucket.clone()];
+    remote_parts.extend(
+        url.prefix
+            .split('/')
+            .filter(|part| !part.is_empty())
+            .map(str::to_owned),
+    );
+    for tail in tails(&remote_parts) {
+        if tail.is_empty() {
+            continue;
+        }
+        let dir = physical(&local.url().bucket).join(&tail);
+        if !dir.is_dir() {
+            continue;
+        }
+        if let Some(probe) = Probe::put(&dir, &name)
+            && remote.exists(&name).await.unwrap_or(false)
+        {
+            drop(probe);
+            return true;
+        }
+    }
+    false
+}
+
+/// An empty probe file, removed when dropped.
+struct Probe(std::path::PathBuf);
+
+impl Probe {
+    fn put(dir: &std::path::Path, name: &str) -> Option<Probe> {
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .ok()
+            .map(|_| Probe(path))
+    }
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 struct Shared {
@@ -330,7 +487,7 @@ pub async fn sync(
     options: &SyncOptions,
     observer: &dyn SyncObserver,
 ) -> Result<SyncReport, StoreError> {
-    check_disjoint(src, dst)?;
+    check_disjoint(src, dst).await?;
     let started = Instant::now();
     // Two disjoint stores are two opened `Bucket`s, so no counter is read twice.
     let transient_before = src.transient_failures() + dst.transient_failures();
@@ -500,6 +657,18 @@ pub async fn sync(
             .into_keys()
             .collect();
         extra.sort();
+        let listed_in_source = report.copied + report.skipped + report.failed;
+        if listed_in_source == 0 && !extra.is_empty() {
+            return Err(StoreError::Refused(
+                format!(
+                    "mirror deletions into {}: the source {} lists no objects (a missing prefix or an empty bucket?), so every one of the destination's {} object(s) would be deleted; nothing was deleted",
+                    dst.url(),
+                    src.url(),
+                    extra.len()
+                ),
+                Kind::Conflict,
+            ));
+        }
         if report.failed > 0 {
             report.delete_skipped = Some(format!(
                 "{} object(s) failed to copy; deletions are only mirrored after a clean run",

@@ -13,7 +13,7 @@ use crate::support::{ankus_in, temp_dir};
 
 /// The real `pachctl extract` output from a 1.11.9 cluster.
 pub fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pachd-1.11-auth.dump")
+    crate::support::fixture_dump()
 }
 
 pub fn decompressed(path: &Path) -> Vec<u8> {

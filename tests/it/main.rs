@@ -3,6 +3,7 @@
 
 mod backup;
 mod conformance;
+mod contain;
 mod faults;
 mod flows;
 mod flows_real;

@@ -14,7 +14,7 @@ use crate::support::{ankus_bin, temp_dir, write};
 const EXPECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pachd-1.11-auth.dump")
+    crate::support::fixture_dump()
 }
 
 /// Removes terminal control sequences so tests match on what a person reads.
@@ -247,7 +247,7 @@ fn pty_help_shows_the_doc_comment_and_example() {
     repl.line(":help backup::open");
     let shown = repl.prompt();
     assert!(
-        shown.contains("backup::open(source: &str) -> Backup"),
+        shown.contains("backup::open(source: &str) -> BindingResult<Backup>"),
         "{shown:?}"
     );
     assert!(shown.contains("Opens a dump"), "{shown:?}");

@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 /// The real 1.11.9 dump (upstream's migration fixture).
 pub fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pachd-1.11-auth.dump")
+    crate::support::fixture_dump()
 }
 
 /// A running in-process cluster for one test.

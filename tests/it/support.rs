@@ -118,3 +118,22 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A copy of the shared pachd 1.11 fixture dump in the temporary directory, made once per
+/// test process: scripts read files inside the allowed directories only (the working and
+/// temporary directories, plus `--allow-path`), and the shared fixtures are outside them.
+pub fn fixture_dump() -> PathBuf {
+    static COPY: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    COPY.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ankus-it-fixtures-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("fixture dir");
+        let copy = dir.join("pachd-1.11-auth.dump");
+        std::fs::copy(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pachd-1.11-auth.dump"),
+            &copy,
+        )
+        .expect("copy the fixture");
+        copy
+    })
+    .clone()
+}
