@@ -80,7 +80,9 @@ pub struct ScriptOptions {
     /// Answer yes to every confirmation.
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Let `fs::` read and write below this directory too (repeatable).
+    /// Let scripts read and write local files below this directory too (repeatable). The
+    /// working directory, the temporary directory and the directories of the paths given as
+    /// `-a` values are allowed already.
     #[arg(long, value_name = "DIR")]
     pub allow_path: Vec<PathBuf>,
     /// Let scripts run programs with `exec`.

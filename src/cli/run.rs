@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +16,27 @@ use crate::host::sources;
 
 use super::args::{Cli, RunArgs, ScriptOptions};
 use super::console::Console;
+
+/// The local directory an `-a` value names, which the run may then touch: the directory a
+/// path or `file://` URL names, or the directory of the file it names (a dump's manifest and
+/// side files go beside it). The operator typed it, so it needs no `--allow-path`. Values that
+/// name no local path (context names, numbers, other URLs) give `None`.
+fn named_directory(value: &str) -> Option<PathBuf> {
+    let path = match value.split_once("://") {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+            PathBuf::from(rest.strip_prefix("localhost").unwrap_or(rest))
+        }
+        Some(_) => return None,
+        None if value.contains('/') => PathBuf::from(value),
+        None => return None,
+    };
+    if path.is_dir() {
+        return Some(path);
+    }
+    path.parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .map(Path::to_path_buf)
+}
 
 /// Host options from the command line, shared by `run` and `repl`.
 pub fn host_options(
@@ -29,6 +50,7 @@ pub fn host_options(
     if let Ok(cwd) = std::env::current_dir() {
         roots.push(cwd);
     }
+    roots.extend(args.values().filter_map(|value| named_directory(value)));
     HostOptions {
         args,
         dry_run: script_options.dry_run,

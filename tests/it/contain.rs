@@ -401,3 +401,32 @@ fn a_runaway_script_stops_at_a_limit_that_names_itself_and_how_to_raise_it() {
     assert_eq!(raised.code, 0, "{raised:?}");
     assert_eq!(raised.stdout.trim(), "100");
 }
+
+/// The path policy is for what a script reaches on its own: a dump the operator names in an
+/// `-a` argument (and the side files beside it) is theirs to use, without `--allow-path`.
+#[test]
+fn a_dump_named_in_an_argument_outside_the_working_directory_needs_no_allow_path() {
+    let dir = temp_dir();
+    let elsewhere = tempfile::Builder::new()
+        .prefix("ankus-elsewhere-")
+        .tempdir_in("/var/tmp")
+        .expect("a directory outside the working and temporary ones");
+    let dump = elsewhere.path().join("prod.dump");
+    std::fs::copy(crate::support::fixture_dump(), &dump).expect("copy the fixture");
+    let named = format!("backup={}", dump.display());
+    let out = ankus_env(dir.path(), &["run", "inventory", "-a", &named], &[]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("records"), "{}", out.stdout);
+    // A path the script makes up on its own is still refused there.
+    let other = elsewhere.path().join("other.dump");
+    std::fs::copy(&dump, &other).expect("copy");
+    let refused = caught(
+        dir.path(),
+        &[],
+        &format!(r#"backup::open("{}")"#, other.display()),
+    );
+    assert!(
+        refused.starts_with("permission_denied|") && refused.contains("--allow-path"),
+        "{refused}"
+    );
+}
