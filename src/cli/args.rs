@@ -10,14 +10,15 @@ use crate::sandbox::pachd::PachdVersion;
 #[derive(Debug, Parser)]
 #[command(name = "ankus", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
-    /// More output (debug logs).
+    /// More output: debug messages, and tracing events (`-v` ankus's, `-vv` its clients' too,
+    /// `-vvv` everything; `RUST_LOG` overrides).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Less output (errors only).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Output format of results and plans.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
     /// Directory searched for scripts (`DIR/scripts`) and stdlib modules (`DIR/stdlib`) before
     /// the bundled copies.

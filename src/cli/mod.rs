@@ -5,6 +5,7 @@ pub mod args;
 pub mod backup;
 pub mod console;
 pub mod docs;
+pub mod logging;
 pub mod repl;
 pub mod run;
 pub mod sandbox;
@@ -38,6 +39,7 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> u8 {
         }
     };
     crate::redact::register_environment();
+    logging::install(cli.verbose, cli.quiet);
     let console = console::Console::new(&cli);
     let outcome = match &cli.command {
         Command::Run(run_args) => run::execute(&cli, run_args, &console),

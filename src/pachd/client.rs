@@ -538,6 +538,7 @@ impl PachdClient {
     {
         let mut delay = self.inner.retry_delay;
         let mut retried = 0;
+        tracing::debug!(operation, address = %self.inner.address.qualified(), "pachd call");
         loop {
             let outcome = if kind.bounded() {
                 match tokio::time::timeout(self.inner.call_timeout, attempt()).await {

@@ -501,3 +501,50 @@ fn completions_and_version_work() {
         &bash.stdout[..200.min(bash.stdout.len())]
     );
 }
+
+/// Regression (#19): `-v` promised debug logs, but the tracing events of ankus and its
+/// clients went nowhere (no subscriber was installed) and `RUST_LOG` did nothing; `-o` was not
+/// a short form of `--output`.
+#[test]
+fn dash_v_and_rust_log_show_the_clients_tracing_events_and_dash_o_is_output() {
+    let work = temp_dir();
+    let sandbox = crate::flows::SandboxProcess::start(
+        &work.path().join("sandbox"),
+        &["--seed", "sample", "--no-new"],
+    );
+    let script = write(
+        work.path(),
+        "repos.rhai",
+        "pachd::connect(\"old\").repos().len()",
+    );
+    let script = script.to_str().expect("utf-8");
+    let plain = sandbox.run(work.path(), &["run", script]);
+    assert_eq!(plain.code, 0, "{plain:?}");
+    assert!(!plain.stderr.contains("pachd call"), "{}", plain.stderr);
+
+    let verbose = sandbox.run(work.path(), &["-v", "run", script]);
+    assert_eq!(verbose.code, 0, "{verbose:?}");
+    assert!(
+        verbose.stderr.contains("pachd call") && verbose.stderr.contains("list repos"),
+        "{}",
+        verbose.stderr
+    );
+
+    let filtered: crate::support::Outcome = sandbox
+        .ankus(work.path(), &["run", script])
+        .env("RUST_LOG", "ankus::pachd=debug")
+        .output()
+        .expect("ankus runs")
+        .into();
+    assert_eq!(filtered.code, 0, "{filtered:?}");
+    assert!(
+        filtered.stderr.contains("pachd call"),
+        "{}",
+        filtered.stderr
+    );
+
+    let json = sandbox.run(work.path(), &["-o", "json", "run", script]);
+    assert_eq!(json.code, 0, "{json:?}");
+    let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
+    assert!(value["result"].as_i64() > Some(0), "{value}");
+}
