@@ -4,6 +4,11 @@ use std::path::Path;
 
 use serde_json::json;
 
+/// The bearer token the emulated API server requires and every generated kubeconfig carries.
+/// Fixed rather than per sandbox because the real-pachd peer (`../shared/peers`) writes this
+/// value into its pachd's service-account token.
+pub const SANDBOX_TOKEN: &str = "ankus-sandbox";
+
 /// One context of a generated kubeconfig.
 #[derive(Clone, Debug)]
 pub struct KubeconfigContext {
@@ -37,7 +42,7 @@ pub fn kubeconfig_yaml(contexts: &[KubeconfigContext], current: &str) -> String 
         "clusters": clusters,
         "contexts": entries,
         "current-context": current,
-        "users": [{ "name": "sandbox", "user": { "token": "ankus-sandbox" } }],
+        "users": [{ "name": "sandbox", "user": { "token": SANDBOX_TOKEN } }],
     });
     serde_yaml::to_string(&document).unwrap_or_default()
 }

@@ -15,7 +15,7 @@ pub mod state;
 pub mod status;
 pub mod table;
 
-pub use kubeconfig::{KubeconfigContext, kubeconfig_yaml, write_kubeconfig};
+pub use kubeconfig::{KubeconfigContext, SANDBOX_TOKEN, kubeconfig_yaml, write_kubeconfig};
 pub use nodeport::{NodePortForwarder, allocate_node_addr};
 pub use seed::{PACHD_PORTS, SeedSpec};
 pub use server::serve;
