@@ -21,6 +21,7 @@ use super::selector::Selectors;
 use super::state::{KubeState, PatchKind, WatchEvent, WriteOptions};
 use super::status::ApiError;
 use super::table;
+use super::tls::{DualListener, ServerIdentity};
 
 /// The Kubernetes version the emulated server reports.
 pub const SERVER_VERSION: (&str, &str) = ("1", "29");
@@ -31,14 +32,17 @@ struct App {
     stop: CancellationToken,
 }
 
-/// Serves the Kubernetes API for `state` on `listener` until `shutdown` completes. Open
-/// watches end at shutdown.
+/// Serves the Kubernetes API for `state` on `listener`, over HTTPS with `identity` and over
+/// plain HTTP on the same port, until `shutdown` completes. Open watches end at shutdown.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<KubeState>,
+    identity: &ServerIdentity,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = CancellationToken::new();
+    let listener =
+        DualListener::start(listener, identity, stop.clone()).map_err(std::io::Error::other)?;
     let app = App {
         state,
         stop: stop.clone(),
@@ -769,9 +773,18 @@ mod tests {
         let address = listener.local_addr().expect("address");
         let stop = CancellationToken::new();
         let stopped = stop.clone();
-        tokio::spawn(serve(listener, Arc::new(KubeState::new()), async move {
-            stopped.cancelled().await;
-        }));
+        let identity = ServerIdentity::generate().expect("certificate");
+        tokio::spawn(async move {
+            serve(
+                listener,
+                Arc::new(KubeState::new()),
+                &identity,
+                async move {
+                    stopped.cancelled().await;
+                },
+            )
+            .await
+        });
         (address, stop.drop_guard())
     }
 
