@@ -275,11 +275,13 @@ fn authenticate(headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
             Err(ApiError::unauthorized())
         };
     };
+    // The scheme is case-insensitive (RFC 7235), as the API server's token authenticator has it.
     let token = value
         .to_str()
         .ok()
-        .and_then(|text| text.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|text| text.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     if token == Some(SANDBOX_TOKEN) {
         Ok(())
     } else {
@@ -828,6 +830,11 @@ mod tests {
         let bearer = format!("Bearer {SANDBOX_TOKEN}");
         let (code, _) = get(address, "/api/v1/namespaces", Some(&bearer)).await;
         assert_eq!(code, 200);
+        let lowercase = format!("bearer {SANDBOX_TOKEN}");
+        assert_eq!(
+            get(address, "/api/v1/namespaces", Some(&lowercase)).await.0,
+            200
+        );
 
         for authorization in [None, Some("Bearer wrong"), Some("Basic YWRtaW46YWRtaW4=")] {
             let (code, body) = get(address, "/api/v1/namespaces", authorization).await;
