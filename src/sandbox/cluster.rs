@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::kube_api::{
-    DeploymentHooks, KubeState, KubeconfigContext, NodePortForwarder, SeedSpec, allocate_node_addr,
+    DeploymentHooks, KubeState, NodePortForwarder, SeedSpec, ServerIdentity, allocate_node_addr,
 };
 use super::pachd::dumpfile::DumpReader;
 use super::pachd::error::SandboxError;
@@ -101,6 +101,8 @@ struct Running {
 /// each with a loopback node address whose NodePorts forward to that namespace's pachd.
 struct KubeSide {
     state: Arc<KubeState>,
+    address: SocketAddr,
+    identity: Arc<ServerIdentity>,
     server: String,
     forwarders: Mutex<BTreeMap<String, Arc<NodePortForwarder>>>,
     shutdown: CancellationToken,
@@ -304,13 +306,20 @@ impl Sandbox {
         let kube_address = listener
             .local_addr()
             .map_err(|err| SandboxError::io("listen on", Path::new("127.0.0.1:0"), err))?;
+        let identity = Arc::new(
+            ServerIdentity::generate()
+                .map_err(|err| SandboxError::Wire(format!("start the Kubernetes API: {err}")))?,
+        );
         let kube_shutdown = CancellationToken::new();
         let stop = kube_shutdown.clone();
-        let kube_task = tokio::spawn(super::kube_api::serve(
-            listener,
-            state.clone(),
-            async move { stop.cancelled().await },
-        ));
+        let serving_state = state.clone();
+        let serving_identity = identity.clone();
+        let kube_task = tokio::spawn(async move {
+            super::kube_api::serve(listener, serving_state, &serving_identity, async move {
+                stop.cancelled().await
+            })
+            .await
+        });
         let sandbox = Sandbox {
             shared: Arc::new(Shared {
                 dir: dir.clone(),
@@ -318,6 +327,8 @@ impl Sandbox {
                 clusters: Mutex::new(Vec::new()),
                 kube: KubeSide {
                     state: state.clone(),
+                    address: kube_address,
+                    identity,
                     server: format!("http://{kube_address}"),
                     forwarders: Mutex::new(BTreeMap::new()),
                     shutdown: kube_shutdown,
@@ -643,16 +654,14 @@ impl Sandbox {
             "v2": { "active_context": "old", "contexts": contexts, "metrics": false }
         });
         write_json(&self.pach_config_path(), &config)?;
-        let kube_contexts: Vec<KubeconfigContext> = ["old", "new"]
-            .iter()
-            .map(|name| KubeconfigContext {
-                name: (*name).to_owned(),
-                server: self.shared.kube.server.clone(),
-                namespace: (*name).to_owned(),
-            })
-            .collect();
-        super::kube_api::write_kubeconfig(&self.kubeconfig_path(), &kube_contexts, "old")
-            .map_err(|err| SandboxError::io("write", &self.kubeconfig_path(), err))?;
+        super::kube_api::write_sandbox_kubeconfig(
+            &self.kubeconfig_path(),
+            self.shared.kube.address,
+            self.shared.kube.identity.ca_pem(),
+            &["old", "new"],
+            "old",
+        )
+        .map_err(|err| SandboxError::io("write", &self.kubeconfig_path(), err))?;
         write_json(&self.shared.dir.join("sandbox.json"), &self.info())
     }
 

@@ -41,29 +41,24 @@ impl Cluster {
             .expect("bind");
         let address = listener.local_addr().expect("address");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        handle.spawn(kube_api::serve(listener, state.clone(), async move {
-            let _ = stopped.await;
-        }));
+        let identity = kube_api::ServerIdentity::generate().expect("certificate");
         let dir = support::temp_dir();
         let kubeconfig = dir.path().join("kubeconfig");
-        let server = format!("http://{address}");
-        kube_api::write_kubeconfig(
+        kube_api::write_sandbox_kubeconfig(
             &kubeconfig,
-            &[
-                KubeconfigContext {
-                    name: "old".into(),
-                    server: server.clone(),
-                    namespace: "old".into(),
-                },
-                KubeconfigContext {
-                    name: "new".into(),
-                    server,
-                    namespace: "new".into(),
-                },
-            ],
+            address,
+            identity.ca_pem(),
+            &["old", "new"],
             "old",
         )
         .expect("kubeconfig");
+        let serving = state.clone();
+        handle.spawn(async move {
+            kube_api::serve(listener, serving, &identity, async move {
+                let _ = stopped.await;
+            })
+            .await
+        });
         // Port 9 (discard) is not served on loopback: a kubeconfig for an unreachable server.
         kube_api::write_kubeconfig(
             &dir.path().join("unreachable.yaml"),

@@ -19,6 +19,7 @@ mod repl;
 mod s3_faults;
 mod sandbox;
 mod sandbox_extract_1_9_0;
+mod sandbox_strict;
 mod scripts;
 mod secrets;
 mod store;

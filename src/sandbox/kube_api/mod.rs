@@ -14,10 +14,15 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod table;
+pub mod tls;
 
-pub use kubeconfig::{KubeconfigContext, kubeconfig_yaml, write_kubeconfig};
+pub use kubeconfig::{
+    KubeconfigContext, SANDBOX_TOKEN, kubeconfig_yaml, sandbox_kubeconfig_yaml, write_kubeconfig,
+    write_sandbox_kubeconfig,
+};
 pub use nodeport::{NodePortForwarder, allocate_node_addr};
 pub use seed::{PACHD_PORTS, SeedSpec};
 pub use server::serve;
 pub use state::{DeploymentHooks, KubeState, StateObserver, WatchEvent};
 pub use status::ApiError;
+pub use tls::{ServerIdentity, TlsError};

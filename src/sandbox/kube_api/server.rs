@@ -15,11 +15,13 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use super::kubeconfig::SANDBOX_TOKEN;
 use super::resources::{self, RESOURCES, ResourceType};
 use super::selector::Selectors;
 use super::state::{KubeState, PatchKind, WatchEvent, WriteOptions};
 use super::status::ApiError;
 use super::table;
+use super::tls::{DualListener, ServerIdentity};
 
 /// The Kubernetes version the emulated server reports.
 pub const SERVER_VERSION: (&str, &str) = ("1", "29");
@@ -30,14 +32,17 @@ struct App {
     stop: CancellationToken,
 }
 
-/// Serves the Kubernetes API for `state` on `listener` until `shutdown` completes. Open
-/// watches end at shutdown.
+/// Serves the Kubernetes API for `state` on `listener`, over HTTPS with `identity` and over
+/// plain HTTP on the same port, until `shutdown` completes. Open watches end at shutdown.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<KubeState>,
+    identity: &ServerIdentity,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let stop = CancellationToken::new();
+    let listener =
+        DualListener::start(listener, identity, stop.clone()).map_err(std::io::Error::other)?;
     let app = App {
         state,
         stop: stop.clone(),
@@ -189,6 +194,9 @@ async fn handle(
     let accept = header_text(header::ACCEPT);
     let content_type = header_text(header::CONTENT_TYPE);
     let host = header_text(header::HOST);
+    if let Err(error) = authenticate(&headers, uri.path()) {
+        return error_response(&error);
+    }
     let Some(target) = parse_path(uri.path()) else {
         return error_response(&ApiError::no_such_resource());
     };
@@ -254,6 +262,31 @@ async fn handle(
         }
     };
     result.unwrap_or_else(|error| error_response(&error))
+}
+
+/// Checks the request's bearer token as an API server's token authenticator does: a wrong
+/// token is refused everywhere; no token at all only reaches `/version`, which a real server
+/// shows to anonymous clients (the `system:public-info-viewer` role).
+fn authenticate(headers: &HeaderMap, path: &str) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return if path.trim_end_matches('/') == "/version" {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
+        };
+    };
+    // The scheme is case-insensitive (RFC 7235), as the API server's token authenticator has it.
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    if token == Some(SANDBOX_TOKEN) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
 }
 
 fn write_options(query: &HashMap<String, String>) -> WriteOptions {
@@ -727,4 +760,92 @@ fn openapi_group_version(group: &str, version: &str) -> Option<Value> {
         "paths": paths,
         "components": { "schemas": {} },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Serves a fresh state on 127.0.0.1:0; the server stops when the token is dropped.
+    async fn start() -> (std::net::SocketAddr, tokio_util::sync::DropGuard) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let identity = ServerIdentity::generate().expect("certificate");
+        tokio::spawn(async move {
+            serve(
+                listener,
+                Arc::new(KubeState::new()),
+                &identity,
+                async move {
+                    stopped.cancelled().await;
+                },
+            )
+            .await
+        });
+        (address, stop.drop_guard())
+    }
+
+    /// `GET path` with an optional `Authorization` header: the status code and the JSON body.
+    async fn get(
+        address: std::net::SocketAddr,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> (u16, Value) {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let mut request =
+            format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+        if let Some(value) = authorization {
+            request.push_str(&format!("Authorization: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        let code = answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .expect("status line");
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        (code, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn unauthorized_status(body: &Value) -> bool {
+        body["kind"] == "Status"
+            && body["status"] == "Failure"
+            && body["reason"] == "Unauthorized"
+            && body["code"] == 401
+    }
+
+    #[tokio::test]
+    async fn the_kubernetes_api_refused_no_request_without_the_bearer_token() {
+        let (address, _stop) = start().await;
+        let bearer = format!("Bearer {SANDBOX_TOKEN}");
+        let (code, _) = get(address, "/api/v1/namespaces", Some(&bearer)).await;
+        assert_eq!(code, 200);
+        let lowercase = format!("bearer {SANDBOX_TOKEN}");
+        assert_eq!(
+            get(address, "/api/v1/namespaces", Some(&lowercase)).await.0,
+            200
+        );
+
+        for authorization in [None, Some("Bearer wrong"), Some("Basic YWRtaW46YWRtaW4=")] {
+            let (code, body) = get(address, "/api/v1/namespaces", authorization).await;
+            assert_eq!(code, 401, "{authorization:?}: {body}");
+            assert!(unauthorized_status(&body), "{authorization:?}: {body}");
+        }
+        // Anonymous clients may read the version, as from a real API server; a wrong token
+        // may not.
+        assert_eq!(get(address, "/version", None).await.0, 200);
+        let (code, body) = get(address, "/version", Some("Bearer wrong")).await;
+        assert_eq!(code, 401);
+        assert!(unauthorized_status(&body), "{body}");
+    }
 }

@@ -680,10 +680,20 @@ impl Store {
                 ));
             }
             seen_names.push(port_name);
-            match (
-                port.get("nodePort").and_then(Value::as_i64),
-                exposes_node_ports,
-            ) {
+            // An API server decodes into an int32 field; a string or a fraction never
+            // reaches the defaulting below, which would otherwise replace it silently.
+            let given_node_port = match port.get("nodePort") {
+                None | Some(Value::Null) => None,
+                Some(value) => Some(value.as_i64().ok_or_else(|| {
+                    ApiError::invalid(
+                        resource,
+                        name,
+                        &format!("{field}.nodePort"),
+                        &format!("Invalid value: {value}: must be an integer"),
+                    )
+                })?),
+            };
+            match (given_node_port, exposes_node_ports) {
                 (Some(node_port), true) => {
                     if !(30000..=32767).contains(&node_port) {
                         return Err(ApiError::invalid(
@@ -1778,5 +1788,83 @@ impl KubeState {
         let mut names: Vec<String> = pods.iter().map(|pod| name_of(pod).to_owned()).collect();
         names.sort();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::seed::SeedSpec;
+    use super::*;
+
+    async fn patch_pachd_ports(ports: &str) -> Result<Value, ApiError> {
+        let state = KubeState::new();
+        state
+            .seed_pachyderm("old", &SeedSpec::default())
+            .await
+            .expect("seed");
+        let body = format!(r#"{{"spec":{{"ports":{ports}}}}}"#);
+        state
+            .patch(
+                res("services", ""),
+                "old",
+                "pachd",
+                PatchKind::Merge,
+                body.as_bytes(),
+                &WriteOptions::default(),
+            )
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_merge_patch_with_a_string_node_port_is_invalid_instead_of_reallocated() {
+        let error = patch_pachd_ports(r#"[{"port":650,"nodePort":"abc"}]"#)
+            .await
+            .expect_err("a string nodePort is refused");
+        assert_eq!((error.code, error.reason), (422, "Invalid"));
+        assert_eq!(
+            error.message,
+            r#"Service "pachd" is invalid: spec.ports[0].nodePort: Invalid value: "abc": must be an integer"#
+        );
+        let fraction = patch_pachd_ports(r#"[{"port":650,"nodePort":30650.5}]"#)
+            .await
+            .expect_err("a fractional nodePort is refused");
+        assert_eq!(fraction.code, 422, "{}", fraction.message);
+        assert!(
+            fraction.message.contains("spec.ports[0].nodePort"),
+            "{}",
+            fraction.message
+        );
+    }
+
+    #[tokio::test]
+    async fn a_node_port_out_of_range_or_taken_by_another_service_is_invalid() {
+        let out_of_range = patch_pachd_ports(r#"[{"port":650,"nodePort":29999}]"#)
+            .await
+            .expect_err("below the range");
+        assert_eq!(out_of_range.code, 422);
+        assert!(
+            out_of_range
+                .message
+                .contains("spec.ports[0].nodePort: Invalid value: 29999"),
+            "{}",
+            out_of_range.message
+        );
+        let duplicate = patch_pachd_ports(
+            r#"[{"name":"a","port":650,"nodePort":30650},{"name":"b","port":651,"nodePort":30650}]"#,
+        )
+        .await
+        .expect_err("the same nodePort twice");
+        assert_eq!(
+            duplicate.message,
+            r#"Service "pachd" is invalid: spec.ports[1].nodePort: Duplicate value: 30650"#
+        );
+        // etcd's Service holds 32379.
+        let taken = patch_pachd_ports(r#"[{"port":650,"nodePort":32379}]"#)
+            .await
+            .expect_err("another Service's nodePort");
+        assert_eq!(
+            taken.message,
+            r#"Service "pachd" is invalid: spec.ports[0].nodePort: Invalid value: 32379: provided port is already allocated"#
+        );
     }
 }

@@ -108,6 +108,11 @@ impl ApiError {
         )
     }
 
+    /// A request without the server's bearer token, as an API server answers it.
+    pub fn unauthorized() -> Self {
+        ApiError::new(401, "Unauthorized", "Unauthorized".to_owned(), json!({}))
+    }
+
     /// A body that does not parse.
     pub fn bad_request(message: impl Into<String>) -> Self {
         ApiError::new(400, "BadRequest", message.into(), json!({}))

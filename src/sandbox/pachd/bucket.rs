@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use prost::Message;
 use sha2::{Digest, Sha512};
@@ -291,8 +291,61 @@ impl Bucket {
         if path == self.root {
             return Err(bad_key(object));
         }
+        if !self.contains(&path) {
+            return Err(outside(&path));
+        }
         Ok(path)
     }
+
+    /// `path` itself, for a URL-mode dump named `file://<path>`, when it lies inside the
+    /// bucket (also once symbolic links are resolved): the sandbox's pachd reads and writes
+    /// no other local file for a client.
+    pub fn local_dump_path(&self, path: &Path) -> io::Result<PathBuf> {
+        let lexical = path.is_absolute()
+            && !path
+                .components()
+                .any(|part| matches!(part, Component::ParentDir | Component::CurDir));
+        if lexical && self.contains(path) {
+            Ok(path.to_path_buf())
+        } else {
+            Err(outside(path))
+        }
+    }
+
+    /// Whether `path`, resolved, lies below the resolved bucket root. A dump being extracted
+    /// does not exist yet, so its deepest existing ancestor is resolved instead.
+    fn contains(&self, path: &Path) -> bool {
+        let Ok(root) = fs::canonicalize(&self.root) else {
+            return false;
+        };
+        let mut existing = path;
+        let mut missing = Vec::new();
+        let resolved = loop {
+            match fs::canonicalize(existing) {
+                Ok(resolved) => break resolved,
+                Err(_) => {
+                    let (Some(name), Some(parent)) = (existing.file_name(), existing.parent())
+                    else {
+                        return false;
+                    };
+                    missing.push(name);
+                    existing = parent;
+                }
+            }
+        };
+        let resolved = missing
+            .iter()
+            .rev()
+            .fold(resolved, |acc, name| acc.join(name));
+        resolved != root && resolved.starts_with(&root)
+    }
+}
+
+fn outside(path: &Path) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{} is outside the bucket", path.display()),
+    )
 }
 
 fn list_dir(dir: &Path) -> io::Result<Vec<String>> {

@@ -155,6 +155,17 @@ impl PachdError {
         )
     }
 
+    /// An extract or restore URL naming a file outside the cluster's own bucket.
+    pub fn outside_bucket(url: &str) -> PachdError {
+        PachdError::with_code(
+            Code::PermissionDenied,
+            format!(
+                "URL {url} is outside this cluster's bucket; the ankus sandbox reads and writes \
+                 dumps only there"
+            ),
+        )
+    }
+
     /// A local I/O failure in the cluster's bucket or data directory.
     pub fn io(what: &str, err: &std::io::Error) -> PachdError {
         PachdError::with_code(Code::Internal, format!("{what}: {err}"))

@@ -3,6 +3,8 @@
 //! can live in one process; nothing is global.
 
 use std::future::Future;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -153,8 +155,7 @@ impl Cluster {
             .map_err(|err| SandboxError::io("open bucket", &config.bucket_dir, err))?;
         let state = match &config.data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir)
-                    .map_err(|err| SandboxError::io("create data directory", dir, err))?;
+                private_data_dir(dir)?;
                 let path = dir.join("state.json");
                 match std::fs::read(&path) {
                     Ok(bytes) => {
@@ -288,7 +289,13 @@ impl Cluster {
                 .map_err(|err| PachdError::unknown(format!("serialize state: {err}")))?
         };
         let temp = dir.join(format!(".state.json.{}", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&temp, &bytes).map_err(|err| PachdError::io("write state", &err))?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(STATE_MODE)
+            .open(&temp)
+            .and_then(|mut file| file.write_all(&bytes))
+            .map_err(|err| PachdError::io("write state", &err))?;
         std::fs::rename(&temp, dir.join("state.json"))
             .map_err(|err| PachdError::io("write state", &err))
     }
@@ -403,6 +410,35 @@ impl Cluster {
     }
 }
 
+/// `state.json` holds activation codes and tokens: only its owner may read it, in a directory
+/// only its owner may list.
+const STATE_MODE: u32 = 0o600;
+const DATA_DIR_MODE: u32 = 0o700;
+
+/// Creates the data directory owner-only, and takes group and other access away from one
+/// (and its `state.json`) that an older sandbox left readable.
+fn private_data_dir(dir: &Path) -> Result<(), SandboxError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DATA_DIR_MODE)
+        .create(dir)
+        .map_err(|err| SandboxError::io("create data directory", dir, err))?;
+    let tighten = |path: &Path, mode: u32| -> Result<(), SandboxError> {
+        let current = match std::fs::metadata(path) {
+            Ok(metadata) => metadata.permissions().mode() & 0o777,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(err) => return Err(SandboxError::io("inspect", path, err)),
+        };
+        if current & !mode != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+                .map_err(|err| SandboxError::io("restrict access to", path, err))?;
+        }
+        Ok(())
+    };
+    tighten(dir, DATA_DIR_MODE)?;
+    tighten(&dir.join("state.json"), STATE_MODE)
+}
+
 /// The `authn-token` of a request, if any.
 pub fn token_of(metadata: &tonic::metadata::MetadataMap) -> Option<String> {
     metadata
@@ -440,6 +476,44 @@ mod tests {
             .mutate(|state, _| state.create_repo("kept", "", false))
             .expect("create repo");
         assert_eq!(persisted_repos(dir.path()), ["kept"]);
+    }
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[test]
+    fn the_state_file_holding_activation_codes_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data");
+        let cluster = Cluster::open(config(dir.path())).expect("cluster opens");
+        cluster
+            .mutate(|state, _| state.create_repo("kept", "", false))
+            .expect("create repo");
+        assert_eq!(
+            (mode(&data), mode(&data.join("state.json"))),
+            (0o700, 0o600)
+        );
+        drop(cluster);
+
+        // A sandbox directory from before: world-readable. Reopening it takes that away.
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::set_permissions(
+            data.join("state.json"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .expect("chmod");
+        let reopened = Cluster::open(config(dir.path())).expect("cluster reopens");
+        assert_eq!(
+            (mode(&data), mode(&data.join("state.json"))),
+            (0o700, 0o600)
+        );
+        assert_eq!(persisted_repos(dir.path()), ["kept"]);
+        drop(reopened);
     }
 
     #[tokio::test]

@@ -1128,12 +1128,15 @@ pub struct AdminSvc {
 
 /// Resolves an extract/restore URL to a file: `file:///path`, or `<svc>://<bucket>/<object>`
 /// (s3, gs, gcs, as, wasb, local, minio), which names `<object>` inside this cluster's bucket.
+/// Either way the file must lie inside this cluster's bucket.
 pub fn url_path(bucket: &Bucket, url: &str) -> PachdResult<std::path::PathBuf> {
     if let Some(path) = url.strip_prefix("file://") {
         if path.is_empty() {
             return Err(PachdError::unknown("URL must be <svc>://<bucket>/<object>"));
         }
-        return Ok(std::path::PathBuf::from(path));
+        return bucket
+            .local_dump_path(std::path::Path::new(path))
+            .map_err(|_| PachdError::outside_bucket(url));
     }
     let Some((scheme, rest)) = url.split_once("://") else {
         return Err(PachdError::unknown("URL must be <svc>://<bucket>/<object>"));
@@ -1152,9 +1155,13 @@ pub fn url_path(bucket: &Bucket, url: &str) -> PachdResult<std::path::PathBuf> {
     else {
         return Err(PachdError::unknown("URL must be <svc>://<bucket>/<object>"));
     };
-    bucket
-        .dump_path(object)
-        .map_err(|_| PachdError::unknown("URL must be <svc>://<bucket>/<object>"))
+    bucket.dump_path(object).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::PermissionDenied {
+            PachdError::outside_bucket(url)
+        } else {
+            PachdError::unknown("URL must be <svc>://<bucket>/<object>")
+        }
+    })
 }
 
 #[tonic::async_trait]
@@ -1767,5 +1774,48 @@ impl transaction::api_server::Api for TransactionSvc {
             started: Some(now()),
             ..Default::default()
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_dump_outside_the_clusters_bucket_is_refused_naming_the_url() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let bucket = Bucket::open(&dir.path().join("bucket")).expect("bucket");
+        let outside = dir.path().join("secret");
+        std::fs::write(&outside, "not a dump").expect("write");
+        std::os::unix::fs::symlink(&outside, bucket.root().join("link")).expect("symlink");
+        std::os::unix::fs::symlink(dir.path(), bucket.root().join("up")).expect("symlink");
+        let root = bucket.root().display().to_string();
+        for url in [
+            "file:///etc/passwd".to_owned(),
+            format!("file://{}", outside.display()),
+            format!("file://{root}/../secret"),
+            format!("file://{root}/link"),
+            format!("file://{root}/up/secret"),
+            "s3://bucket/link".to_owned(),
+            "s3://bucket/up/secret".to_owned(),
+        ] {
+            let error = url_path(&bucket, &url).expect_err(&url);
+            assert_eq!(error.code, tonic::Code::PermissionDenied, "{url}");
+            assert_eq!(
+                error.message,
+                format!(
+                    "URL {url} is outside this cluster's bucket; the ankus sandbox reads and \
+                     writes dumps only there"
+                )
+            );
+        }
+        assert_eq!(
+            url_path(&bucket, &format!("file://{root}/backups/full.dump")).expect("inside"),
+            bucket.root().join("backups/full.dump")
+        );
+        assert_eq!(
+            url_path(&bucket, "s3://bucket/backups/full.dump").expect("inside"),
+            bucket.root().join("backups/full.dump")
+        );
     }
 }
