@@ -157,14 +157,14 @@ impl InventoryBuilder {
         match op.kind {
             // Data ops are the bulk of a dump: read them with the cheap field scanner.
             OpKind::Block => {
-                let value_len = scan_bytes_field(op.request_bytes(), 2);
+                let value_len = scan_bytes_field(&op.request_bytes(), 2);
                 self.objects.block_bytes += value_len as u64;
                 if value_len == 0 {
                     self.objects.blocks += 1;
                 }
             }
             OpKind::Object => {
-                if scan_bytes_field(op.request_bytes(), 1) == 0 {
+                if scan_bytes_field(&op.request_bytes(), 1) == 0 {
                     self.objects.objects += 1;
                 }
             }
@@ -238,14 +238,15 @@ impl InventoryBuilder {
     }
 }
 
-/// The length of bytes field `number` in a serialized message (0 when absent).
+/// The length of bytes field `number` in a serialized message (0 when absent). Given more
+/// than once, the last copy is the value, as protobuf decodes it.
 fn scan_bytes_field(message: &[u8], number: u32) -> usize {
     super::wire::fields(message)
         .ok()
         .and_then(|fields| {
             fields
                 .into_iter()
-                .find(|field| field.number == number)
+                .rfind(|field| field.number == number)
                 .map(|field| field.value.len())
         })
         .unwrap_or(0)
