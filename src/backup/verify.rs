@@ -17,7 +17,7 @@ use super::manifest::Manifest;
 use super::op::{Op, string_at, unknown_field_count};
 use super::reader::RecordReader;
 use super::relations::Relations;
-use super::wire::OpKind;
+use super::wire::{OpKind, OpVersion};
 
 /// What `verify` found.
 #[derive(Clone, Debug, Serialize)]
@@ -133,12 +133,25 @@ fn verify_source(
     let mut unknown_fields = 0u64;
     let mut last_kind: Option<OpKind> = None;
     let mut open_data_run = false;
+    let mut unfinished: Vec<String> = Vec::new();
     while let Some(record) = reader.next_record()? {
         let op = Op::from_record(record)?;
         inventory.add(&op)?;
         let request = op.request()?;
         super::op::register_secrets(op.kind, &request);
         unknown_fields += unknown_field_count(&request) as u64;
+        // 1.10+ dumps say when a commit finished; the sandbox's strict restore refuses one
+        // that did not, pachd finishes it on restore and its data is lost.
+        if op.kind == OpKind::Commit
+            && op.version >= OpVersion::V1_10
+            && super::op::value_at(&request, &["finished"]).is_none()
+        {
+            unfinished.push(format!(
+                "{}@{}",
+                string_at(&request, &["parent", "repo", "name"]).unwrap_or_default(),
+                string_at(&request, &["ID"]).unwrap_or_default()
+            ));
+        }
         relations
             .check(&op, &request)
             .map_err(|problem| BackupError::Broken {
@@ -178,6 +191,12 @@ fn verify_source(
     };
     let sha256 = hex::encode(hasher.finalize());
     let mut warnings = Vec::new();
+    if let Some(first) = unfinished.first() {
+        warnings.push(format!(
+            "{} commit(s) not finished (first: {first}): a restore finishes them and their data is lost",
+            unfinished.len()
+        ));
+    }
     if unknown_fields > 0 {
         warnings.push(format!(
             "{unknown_fields} field(s) not modelled by ankus' protos; they are forwarded unchanged"
@@ -226,7 +245,6 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::backup::wire::OpVersion;
     use crate::backup::writer::RecordWriter;
     use crate::proto::{admin, auth, pfs, pps};
 
@@ -498,6 +516,23 @@ mod tests {
         assert!(
             text.ends_with("auth is activated again (already by record 0)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unfinished_commit_is_named_in_a_warning() {
+        let mut finished = commit_op("a", "c1", "");
+        finished.commit.as_mut().expect("commit").finished = Some(prost_types::Timestamp {
+            seconds: 1,
+            nanos: 0,
+        });
+        let bytes = dump(&[repo_op("a"), finished, commit_op("a", "c2", "c1")]);
+        let report = verify_bytes(&bytes).expect("verifies");
+        assert_eq!(
+            report.warnings,
+            [
+                "1 commit(s) not finished (first: a@c2): a restore finishes them and their data is lost"
+            ]
         );
     }
 
