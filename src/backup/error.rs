@@ -65,6 +65,29 @@ pub enum BackupError {
         /// Why not.
         reason: String,
     },
+    /// An op breaks a relation a restore depends on (pachd would apply the ops before it
+    /// and fail there).
+    #[error("{at}: {problem}")]
+    Broken {
+        /// Where.
+        at: At,
+        /// Which relation.
+        problem: super::relations::Broken,
+    },
+    /// An op larger than any dump reader (and pachd's restore) accepts.
+    #[error(
+        "op {record} ({kind}) is {length} bytes, above the {limit}-byte record limit of a dump"
+    )]
+    TooLarge {
+        /// The record number.
+        record: u64,
+        /// The op kind.
+        kind: &'static str,
+        /// Its size.
+        length: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// An `Op` with none of op1_7 … op1_13 set.
     #[error("{at} has no op version set (none of op1_7 … op1_13)")]
     NoVersion {

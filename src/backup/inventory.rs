@@ -1,7 +1,7 @@
 //! What a dump holds, computed in one streaming pass: the JSON contract of
 //! `ankus backup inspect` (DESIGN.md), plus object-store and auth counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
@@ -109,22 +109,46 @@ pub struct InventoryBuilder {
     auth: AuthInventory,
     objects: ObjectInventory,
     first_version: Option<OpVersion>,
+    /// Where each repo is in `repos`, and each of its branches in its `branches`: a dump can
+    /// hold hundreds of thousands of them, so finding one by scanning made a pass quadratic.
+    positions: HashMap<String, (usize, HashMap<String, usize>)>,
 }
 
 impl InventoryBuilder {
+    fn repo_position(&mut self, name: &str) -> usize {
+        if let Some((position, _)) = self.positions.get(name) {
+            return *position;
+        }
+        self.repos.push(RepoInventory {
+            name: name.to_owned(),
+            commits: 0,
+            branches: Vec::new(),
+        });
+        let position = self.repos.len() - 1;
+        self.positions
+            .insert(name.to_owned(), (position, HashMap::new()));
+        position
+    }
+
     fn repo(&mut self, name: &str) -> &mut RepoInventory {
-        let position = match self.repos.iter().position(|repo| repo.name == name) {
-            Some(position) => position,
-            None => {
-                self.repos.push(RepoInventory {
-                    name: name.to_owned(),
-                    commits: 0,
-                    branches: Vec::new(),
-                });
-                self.repos.len() - 1
-            }
-        };
+        let position = self.repo_position(name);
         &mut self.repos[position]
+    }
+
+    fn set_branch(&mut self, repo: &str, branch: String, head: String) {
+        let position = self.repo_position(repo);
+        let entry = &mut self.repos[position];
+        let (_, branches) = self
+            .positions
+            .get_mut(repo)
+            .expect("repo_position indexed it");
+        match branches.get(&branch) {
+            Some(known) => entry.branches[*known].head = head,
+            None => {
+                branches.insert(branch.clone(), entry.branches.len());
+                entry.branches.push(BranchHead { name: branch, head });
+            }
+        }
     }
 
     /// Records added so far.
@@ -157,14 +181,14 @@ impl InventoryBuilder {
         match op.kind {
             // Data ops are the bulk of a dump: read them with the cheap field scanner.
             OpKind::Block => {
-                let value_len = scan_bytes_field(op.request_bytes(), 2);
+                let value_len = scan_bytes_field(&op.request_bytes(), 2);
                 self.objects.block_bytes += value_len as u64;
                 if value_len == 0 {
                     self.objects.blocks += 1;
                 }
             }
             OpKind::Object => {
-                if scan_bytes_field(op.request_bytes(), 1) == 0 {
+                if scan_bytes_field(&op.request_bytes(), 1) == 0 {
                     self.objects.objects += 1;
                 }
             }
@@ -189,11 +213,7 @@ impl InventoryBuilder {
                 let request = op.request()?;
                 let (repo, branch) = branch_of(&request);
                 let head = string_at(&request, &["head", "id"]).unwrap_or_default();
-                let entry = self.repo(&repo);
-                match entry.branches.iter_mut().find(|known| known.name == branch) {
-                    Some(known) => known.head = head,
-                    None => entry.branches.push(BranchHead { name: branch, head }),
-                }
+                self.set_branch(&repo, branch, head);
             }
             OpKind::Pipeline => {
                 let request = op.request()?;
@@ -238,14 +258,15 @@ impl InventoryBuilder {
     }
 }
 
-/// The length of bytes field `number` in a serialized message (0 when absent).
+/// The length of bytes field `number` in a serialized message (0 when absent). Given more
+/// than once, the last copy is the value, as protobuf decodes it.
 fn scan_bytes_field(message: &[u8], number: u32) -> usize {
     super::wire::fields(message)
         .ok()
         .and_then(|fields| {
             fields
                 .into_iter()
-                .find(|field| field.number == number)
+                .rfind(|field| field.number == number)
                 .map(|field| field.value.len())
         })
         .unwrap_or(0)
@@ -302,5 +323,40 @@ impl Inventory {
             }
         ));
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::reader::Record;
+    use crate::backup::wire::wrap;
+
+    /// A block op whose `value` is given twice, data then empty: protobuf (and pachd) reads
+    /// the last copy, so this is the block's terminator, not 4 bytes of data.
+    #[test]
+    fn a_block_value_given_twice_is_counted_as_its_last_copy() {
+        let mut request = Vec::new();
+        prost::encoding::message::encode(
+            1,
+            &crate::proto::pfs::Block { hash: "b1".into() },
+            &mut request,
+        );
+        prost::encoding::bytes::encode(2, &b"data".to_vec(), &mut request);
+        prost::encoding::bytes::encode(2, &Vec::new(), &mut request);
+        let record = Record {
+            index: 0,
+            offset: 0,
+            bytes: wrap(OpVersion::V1_13, OpKind::Block, &request),
+        };
+        let mut builder = InventoryBuilder::default();
+        builder
+            .add(&Op::from_record(record).expect("an op"))
+            .expect("adds");
+        let inventory = builder.finish(Format::Raw, 0);
+        assert_eq!(
+            (inventory.objects.blocks, inventory.objects.block_bytes),
+            (1, 0)
+        );
     }
 }

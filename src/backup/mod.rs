@@ -11,6 +11,7 @@ pub mod manifest;
 pub mod op;
 pub mod reader;
 pub mod references;
+pub mod relations;
 pub mod sink;
 pub mod transfer;
 pub mod verify;

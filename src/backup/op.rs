@@ -1,6 +1,8 @@
 //! One dump record as a typed value: version, kind and the serialized bytes, decoded on demand
 //! through the descriptor pool so every version's fields (and unknown ones) are kept.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use prost::Message;
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage, Value};
@@ -70,8 +72,9 @@ impl Op {
         }
     }
 
-    /// The serialized inner request (the message inside `Op1_x`).
-    pub fn request_bytes(&self) -> &[u8] {
+    /// The serialized inner request (the message inside `Op1_x`), every copy of it merged as
+    /// protobuf merges them (see [`wire::inner_request`]).
+    pub fn request_bytes(&self) -> Cow<'_, [u8]> {
         wire::inner_request(&self.bytes).unwrap_or_default()
     }
 
@@ -91,7 +94,10 @@ impl Op {
     /// fields share the record's buffer instead of copying it.
     pub fn request(&self) -> Result<DynamicMessage, BackupError> {
         let descriptor = self.request_descriptor()?;
-        let inner = self.bytes.slice_ref(self.request_bytes());
+        let inner = match self.request_bytes() {
+            Cow::Borrowed(slice) => self.bytes.slice_ref(slice),
+            Cow::Owned(merged) => Bytes::from(merged),
+        };
         DynamicMessage::decode(descriptor.clone(), inner).map_err(|error| BackupError::NotAnOp {
             at: self.at(),
             reason: format!("{} does not decode: {error}", descriptor.full_name()),

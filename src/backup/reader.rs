@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::{At, BackupError};
 
-/// pachd's gRPC message limit; no record can be larger.
+/// pachd's gRPC message limit; no record can be larger. The one limit of a dump: the reader
+/// refuses a longer record, and the sink (every extract and script-written dump) refuses to
+/// write one, so nothing is written that a restore could not read.
 pub const MAX_RECORD: u64 = 20 << 20;
 
 /// The snappy framing format's stream identifier chunk.

@@ -11,7 +11,7 @@ use super::inventory::{Inventory, InventoryBuilder};
 use super::location::Location;
 use super::manifest::{Manifest, SourceInfo, manifest_path};
 use super::op::Op;
-use super::reader::{Format, Record};
+use super::reader::{Format, MAX_RECORD, Record};
 use super::writer::RecordWriter;
 use crate::fsutil::AtomicFile;
 
@@ -100,7 +100,8 @@ impl DumpSink {
         })
     }
 
-    /// Appends one serialized `admin.Op`, checking it is one.
+    /// Appends one serialized `admin.Op`, checking it is one and that a dump reader (every
+    /// restore) will take it: the record limit is the reader's.
     pub fn write_op(&mut self, op_bytes: &[u8]) -> Result<(), BackupError> {
         let record = Record {
             index: self.writer.records(),
@@ -108,6 +109,14 @@ impl DumpSink {
             bytes: op_bytes.to_vec(),
         };
         let op = Op::from_record(record)?;
+        if op_bytes.len() as u64 > MAX_RECORD {
+            return Err(BackupError::TooLarge {
+                record: op.index,
+                kind: op.kind.as_str(),
+                length: op_bytes.len() as u64,
+                limit: MAX_RECORD,
+            });
+        }
         self.inventory.add(&op)?;
         self.writer
             .write_record(op_bytes)
@@ -224,5 +233,40 @@ impl DumpSink {
             },
             remainder,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::backup::wire::{OpKind, OpVersion, wrap};
+
+    /// pachd hands out ops up to the client's 64 MiB message limit; one above the 20 MiB a
+    /// dump reader takes made a backup that no restore could read.
+    #[test]
+    fn an_op_no_restore_could_read_is_refused_and_no_backup_is_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("big.dump");
+        let request = crate::proto::pfs::CreateRepoRequest {
+            repo: Some(crate::proto::pfs::Repo { name: "a".into() }),
+            description: "x".repeat(30 << 20),
+            update: false,
+        };
+        let op = wrap(OpVersion::V1_13, OpKind::Repo, &request.encode_to_vec());
+        let mut sink =
+            DumpSink::create(&Location::File(path.clone()), SourceInfo::default()).expect("sink");
+        let error = sink.write_op(&op).expect_err("too large");
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "op 0 (repo) is {} bytes, above the 20971520-byte record limit of a dump",
+                op.len()
+            )
+        );
+        drop(sink);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
     }
 }

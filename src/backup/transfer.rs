@@ -1,6 +1,7 @@
 //! Moving dumps between pachd and storage: extract a cluster into a dump (with its manifest),
 //! and restore a dump into a cluster only after the whole source has been verified.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -189,13 +190,15 @@ impl Objects {
     }
 
     fn minus(&self, earlier: &Objects) -> Objects {
+        let repos: HashSet<&String> = earlier.repos.iter().collect();
+        let pipelines: HashSet<&String> = earlier.pipelines.iter().collect();
         Objects {
             repos: (self.repos.iter())
-                .filter(|name| !earlier.repos.contains(name))
+                .filter(|name| !repos.contains(name))
                 .cloned()
                 .collect(),
             pipelines: (self.pipelines.iter())
-                .filter(|name| !earlier.pipelines.contains(name))
+                .filter(|name| !pipelines.contains(name))
                 .cloned()
                 .collect(),
         }
@@ -584,8 +587,11 @@ fn pipelines_to_send_last(
     inventory: &super::inventory::Inventory,
 ) -> Result<std::collections::BTreeSet<String>, BackupError> {
     let mut send_last = std::collections::BTreeSet::new();
-    let carries_an_output_repo = (inventory.pipelines.iter())
-        .any(|pipeline| (inventory.repos.iter()).any(|repo| repo.name == pipeline.name));
+    let repos: HashSet<&str> = (inventory.repos.iter())
+        .map(|repo| repo.name.as_str())
+        .collect();
+    let carries_an_output_repo =
+        (inventory.pipelines.iter()).any(|pipeline| repos.contains(pipeline.name.as_str()));
     if !carries_an_output_repo || inventory.jobs > 0 {
         return Ok(send_last);
     }
@@ -663,9 +669,11 @@ async fn applied_check(
     let now = Objects::of(client).await.map_err(ask)?;
     let mut missing = Vec::new();
     // ListRepo never shows the spec repo, which some versions' dumps carry as a repo op.
+    let held_repos: HashSet<&str> = now.repos.iter().map(String::as_str).collect();
+    let held_pipelines: HashSet<&str> = now.pipelines.iter().map(String::as_str).collect();
     let absent_repos: Vec<&str> = (inventory.repos.iter())
         .map(|repo| repo.name.as_str())
-        .filter(|name| *name != SPEC_REPO && !now.repos.iter().any(|held| held == name))
+        .filter(|name| *name != SPEC_REPO && !held_repos.contains(name))
         .collect();
     if !absent_repos.is_empty() {
         let listed = (inventory.repos.iter())
@@ -679,7 +687,7 @@ async fn applied_check(
     }
     let absent_pipelines: Vec<&str> = (inventory.pipelines.iter())
         .map(|pipeline| pipeline.name.as_str())
-        .filter(|name| !now.pipelines.iter().any(|held| held == name))
+        .filter(|name| !held_pipelines.contains(name))
         .collect();
     if !absent_pipelines.is_empty() {
         missing.push(format!(
@@ -689,9 +697,9 @@ async fn applied_check(
             first_names(&absent_pipelines)
         ));
     }
+    let absent: HashSet<&str> = absent_repos.iter().copied().collect();
     for repo in &inventory.repos {
-        if repo.commits == 0 || repo.name == SPEC_REPO || absent_repos.contains(&repo.name.as_str())
-        {
+        if repo.commits == 0 || repo.name == SPEC_REPO || absent.contains(repo.name.as_str()) {
             continue;
         }
         let held = client

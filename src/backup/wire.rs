@@ -2,6 +2,8 @@
 //! `op1_x` field is set (the version) and which field inside it (the kind). Most ops are
 //! forwarded byte-for-byte, so this is all the host needs for them.
 
+use std::borrow::Cow;
+
 use prost::encoding::{WireType, decode_key, decode_varint};
 
 /// The pachd dump format a record uses: which `Op.op1_x` field is set.
@@ -295,12 +297,24 @@ pub enum ClassifyError {
     NoVersion,
 }
 
-/// The bytes of the inner request message (the field inside `Op1_x`).
-pub fn inner_request(op_bytes: &[u8]) -> Option<&[u8]> {
+/// The bytes of the inner request message (the field inside `Op1_x`), as protobuf reads
+/// them: a message field given more than once is the merge of every copy (later scalars win,
+/// sub-messages merge field by field, lists append), which is what their concatenation decodes
+/// to. pachd reads a record that way, so reading only one copy would check something else
+/// than what pachd applies. One copy, the normal case, is borrowed.
+pub fn inner_request(op_bytes: &[u8]) -> Option<Cow<'_, [u8]>> {
     let outer = fields(op_bytes).ok()?;
     let inner = outer.first()?.value;
-    let fields = fields(inner).ok()?;
-    fields.last().map(|field| field.value)
+    let copies: Vec<&[u8]> = fields(inner)
+        .ok()?
+        .into_iter()
+        .map(|field| field.value)
+        .collect();
+    match copies.as_slice() {
+        [] => None,
+        [only] => Some(Cow::Borrowed(*only)),
+        _ => Some(Cow::Owned(copies.concat())),
+    }
 }
 
 /// Wraps a serialized inner request into an `Op` of `version` and `kind`.
@@ -324,7 +338,10 @@ mod tests {
     fn wrapped_ops_classify_back() {
         let op = wrap(OpVersion::V1_11, OpKind::Repo, b"\x0a\x04\x0a\x02ab");
         assert_eq!(classify(&op), Ok((OpVersion::V1_11, OpKind::Repo)));
-        assert_eq!(inner_request(&op), Some(&b"\x0a\x04\x0a\x02ab"[..]));
+        assert_eq!(
+            inner_request(&op).as_deref(),
+            Some(&b"\x0a\x04\x0a\x02ab"[..])
+        );
         let empty = wrap(OpVersion::V1_13, OpKind::CheckAuthToken, b"");
         assert_eq!(
             classify(&empty),

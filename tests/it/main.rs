@@ -24,3 +24,4 @@ mod scripts;
 mod secrets;
 mod store;
 mod support;
+mod verify_relations;

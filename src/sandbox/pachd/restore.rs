@@ -7,14 +7,17 @@
 //!   first other error stops the restore and what was applied stays applied.
 //! * **Strict**: the whole stream is read first. Block and object data are staged in a scratch
 //!   bucket under `<bucket>/tmp/`, the metadata ops are simulated against a copy of the state
-//!   with extra checks (parents and provenance present, every tree object present in the dump
-//!   or the bucket, no unfinished commits, blocks terminated, objects and tags pointing at
-//!   existing data). If anything would fail, every predicted failure is reported (one line
+//!   with extra checks (the relations of `backup::relations`, the rule set `backup verify`
+//!   checks too; every tree object present in the dump or the bucket, no unfinished commits,
+//!   blocks terminated, objects and tags pointing at existing data). If anything would fail, every predicted failure is reported (one line
 //!   each, `FailedPrecondition`) and nothing is applied. Otherwise the staged data is moved
 //!   into the bucket and the ops are applied.
 //! * **Check**: strict's validation only; nothing is ever applied. This is the restore
 //!   simulator users run on their real dump before production.
 
+use std::collections::HashMap;
+
+use prost::Message;
 use prost_types::Timestamp;
 
 use super::bucket::{BlockWriter, Bucket};
@@ -22,6 +25,9 @@ use super::convert::{apply_drops, op_kind, op_version, to_current};
 use super::error::{PachdError, PachdResult, sanitize_name};
 use super::server::Cluster;
 use super::state::{State, Transition, commit_repo, now};
+use crate::backup::Op as DumpOp;
+use crate::backup::reader::Record;
+use crate::backup::relations::{Broken, Existing, Relations};
 use crate::proto::{admin, pfs};
 
 /// How a restore treats failures.
@@ -373,14 +379,22 @@ impl Restorer {
         let real = self.cluster.bucket().clone();
         let objects = |hash: &str| real.has_object(hash) || staging.has_object(hash);
         let pending = std::mem::take(&mut self.pending);
+        let mut broken = broken_relations(&simulated, &pending);
         for (index, op) in &pending {
             for missing in missing_tree_objects(op, &objects) {
                 self.problem(*index, op_kind(op), missing);
             }
-            if let Err(err) = apply_meta(&mut simulated, &staging, op, self.token.as_deref())
-                && !ignorable(op, &err)
-            {
-                self.problem(*index, op_kind(op), &err.message);
+            // What pachd itself would refuse is reported in pachd's words; a broken relation
+            // it would let through (and so half-apply the dump), in the rule's.
+            match apply_meta(&mut simulated, &staging, op, self.token.as_deref()) {
+                Err(err) if !ignorable(op, &err) => {
+                    self.problem(*index, op_kind(op), &err.message);
+                }
+                _ => {
+                    if let Some(problem) = broken.remove(index) {
+                        self.problem(*index, op_kind(op), problem);
+                    }
+                }
             }
         }
         if !self.problems.is_empty() {
@@ -410,6 +424,56 @@ impl Restorer {
             self.apply_meta_now(op)?;
         }
         Ok(self.summary.clone())
+    }
+}
+
+/// The metadata ops that break a relation `backup verify` checks (the same rule set), onto
+/// what `state` holds before the restore, by op index.
+fn broken_relations(state: &State, pending: &[(u64, admin::Op113)]) -> HashMap<u64, Broken> {
+    let mut relations = Relations::onto(state);
+    let mut broken = HashMap::new();
+    for (index, op) in pending {
+        // The rules read ops as a dump holds them: this one, as the current version.
+        let bytes = admin::Op {
+            op1_13: Some(op.clone()),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let record = Record {
+            index: *index,
+            offset: 0,
+            bytes,
+        };
+        let Ok(dump_op) = DumpOp::from_record(record) else {
+            continue;
+        };
+        let Ok(request) = dump_op.request() else {
+            continue;
+        };
+        if let Err(problem) = relations.check(&dump_op, &request) {
+            broken.insert(*index, problem);
+        }
+    }
+    broken
+}
+
+impl Existing for State {
+    fn has_repo(&self, name: &str) -> bool {
+        self.repos.contains_key(name)
+    }
+
+    fn has_commit(&self, repo: &str, id: &str) -> bool {
+        self.repos
+            .get(repo)
+            .is_some_and(|record| record.commits.contains_key(id))
+    }
+
+    fn has_pipeline(&self, name: &str) -> bool {
+        self.pipelines.contains_key(name)
+    }
+
+    fn auth_active(&self) -> bool {
+        self.auth.active
     }
 }
 
