@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::error::BackupError;
 use super::inventory::{Inventory, InventoryBuilder};
 use super::location::Location;
-use super::manifest::{Manifest, SourceInfo, manifest_path};
+use super::manifest::{MANIFEST_VERSION, Manifest, SourceInfo, manifest_location, manifest_path};
 use super::op::Op;
 use super::reader::{Format, Record};
 use super::writer::RecordWriter;
@@ -75,17 +75,19 @@ impl DumpSink {
             target: location.display(),
             source,
         };
-        let target = match location {
-            Location::File(path) => {
+        // A `file://` dump is a local file like any other: written under a temporary name
+        // with mode 0600 and renamed into place (object_store's local files are 0644).
+        let target = match (location.local_path(), location) {
+            (Some(path), _) => {
                 if let Some(parent) = path.parent()
                     && !parent.as_os_str().is_empty()
                 {
                     std::fs::create_dir_all(parent).map_err(io_error)?;
                 }
-                Target::File(AtomicFile::create(path).map_err(io_error)?)
+                Target::File(AtomicFile::create(&path).map_err(io_error)?)
             }
-            Location::Url(_) => Target::Pending(Vec::new()),
-            Location::Std => {
+            (None, Location::Url(_)) => Target::Pending(Vec::new()),
+            (None, _) => {
                 return Err(io_error(std::io::Error::new(
                     std::io::ErrorKind::Unsupported,
                     "backups are written to files or object-store URLs",
@@ -154,70 +156,41 @@ impl DumpSink {
             .finish()
             .map_err(|error| io_error("write", error))?;
         let inventory = self.inventory.finish(Format::Snappy, raw_bytes);
-        let file_name = match &self.location {
-            Location::File(path) => path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            other => other
-                .display()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            file: self.location.file_name(),
+            sha256: sha256.clone(),
+            bytes,
+            records: inventory.records,
+            versions: inventory.versions.clone(),
+            kinds: inventory.kinds.clone(),
+            source: self.source,
+            created_at: jiff::Timestamp::now().to_string(),
+            ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let mut remainder = None;
-        let manifest = match (target, &self.location) {
-            (Target::Pending(rest), Location::Url(url)) => {
-                let manifest = Manifest {
-                    manifest_version: 1,
-                    file: file_name,
-                    sha256: sha256.clone(),
-                    bytes,
-                    records: inventory.records,
-                    versions: inventory.versions.clone(),
-                    kinds: inventory.kinds.clone(),
-                    source: self.source,
-                    created_at: jiff::Timestamp::now().to_string(),
-                    ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
-                };
-                let text = serde_json::to_vec_pretty(&manifest)
-                    .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
-                remainder = Some((rest, text));
-                Some(format!("{url}.manifest.json"))
-            }
-            (Target::File(file), Location::File(path)) => {
-                file.commit().map_err(|error| io_error("write", error))?;
-                let manifest = Manifest {
-                    manifest_version: 1,
-                    file: file_name,
-                    sha256: sha256.clone(),
-                    bytes,
-                    records: inventory.records,
-                    versions: inventory.versions.clone(),
-                    kinds: inventory.kinds.clone(),
-                    source: self.source,
-                    created_at: jiff::Timestamp::now().to_string(),
-                    ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
-                };
-                let manifest_file = manifest_path(path);
-                let text = serde_json::to_vec_pretty(&manifest)
-                    .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
-                crate::fsutil::write_atomic(&manifest_file, &text).map_err(|error| {
-                    BackupError::Io {
-                        action: "write",
-                        target: manifest_file.display().to_string(),
-                        source: error,
-                    }
+        let text = serde_json::to_vec_pretty(&manifest)
+            .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
+        let manifest_shown = manifest_location(&self.location).map(|at| at.display());
+        let remainder = match (target, self.location.local_path()) {
+            (Target::Pending(rest), _) => Some((rest, text)),
+            (Target::File(file), Some(path)) => {
+                let manifest_file = manifest_path(&path);
+                commit_with_manifest(file, &path, &manifest_file, &text, |file, bytes| {
+                    file.write_all(bytes)
                 })?;
-                Some(manifest_file.display().to_string())
+                None
             }
-            _ => None,
+            (Target::File(_), None) => {
+                return Err(io_error(
+                    "write",
+                    std::io::Error::other("a file destination without a path"),
+                ));
+            }
         };
         Ok((
             SinkSummary {
                 location,
-                manifest,
+                manifest: manifest_shown,
                 sha256,
                 bytes,
                 inventory,
@@ -225,4 +198,38 @@ impl DumpSink {
             remainder,
         ))
     }
+}
+
+/// Puts a complete dump and its manifest in place. The manifest is written and synced under
+/// a temporary name first, so running out of space (or any write error) leaves nothing under
+/// either name; the dump is renamed into place before the manifest (no manifest ever
+/// describes a missing dump), and a failed manifest rename removes the dump again: an
+/// error always means no backup was written. `write` fills the manifest's file (a seam for
+/// tests).
+fn commit_with_manifest(
+    dump: AtomicFile,
+    dump_path: &std::path::Path,
+    manifest_path: &std::path::Path,
+    text: &[u8],
+    write: impl FnOnce(&mut AtomicFile, &[u8]) -> std::io::Result<()>,
+) -> Result<(), BackupError> {
+    let manifest_error = |source| BackupError::Io {
+        action: "write",
+        target: manifest_path.display().to_string(),
+        source,
+    };
+    let mut manifest = AtomicFile::create(manifest_path).map_err(manifest_error)?;
+    write(&mut manifest, text).map_err(manifest_error)?;
+    manifest.sync().map_err(manifest_error)?;
+    dump.commit().map_err(|source| BackupError::Io {
+        action: "write",
+        target: dump_path.display().to_string(),
+        source,
+    })?;
+    if let Err(source) = manifest.commit() {
+        // Without its manifest the dump is not a backup ankus wrote: take it back.
+        let _ = std::fs::remove_file(dump_path);
+        return Err(manifest_error(source));
+    }
+    Ok(())
 }

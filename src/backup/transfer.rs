@@ -287,8 +287,8 @@ pub async fn extract_to(
     // An object-store dump is uploaded as it is produced; dropped before `finish` (a failure),
     // the upload is aborted and no object appears.
     let store_options = crate::store::StoreOptions::default();
-    let mut upload = match target {
-        Location::Url(url) => Some(
+    let mut upload = match (target, target.local_path()) {
+        (Location::Url(url), None) => Some(
             crate::store::stream::open_writer(url, &store_options)
                 .map_err(|error| failed(Box::new(error)))?,
         ),
@@ -326,21 +326,26 @@ pub async fn extract_to(
             .finish()
             .await
             .map_err(|error| failed(Box::new(error)))?;
-        if let Some(manifest_url) = &summary.manifest {
-            let mut manifest_writer =
-                crate::store::stream::open_writer(manifest_url, &store_options)
-                    .map_err(|error| failed(Box::new(error)))?;
-            manifest_writer
-                .write(&manifest)
-                .await
-                .map_err(|error| failed(Box::new(error)))?;
-            manifest_writer
-                .finish()
-                .await
-                .map_err(|error| failed(Box::new(error)))?;
+        if let Some(manifest_url) = &summary.manifest
+            && let Err(error) = upload_manifest(manifest_url, &manifest, &store_options).await
+        {
+            // Without its manifest the dump is not a backup ankus wrote: take it back, so
+            // "no backup was written" holds.
+            let _ = crate::store::stream::delete_object(&summary.location, &store_options).await;
+            return Err(failed(Box::new(error)));
         }
     }
     Ok(summary)
+}
+
+async fn upload_manifest(
+    url: &str,
+    manifest: &[u8],
+    options: &crate::store::StoreOptions,
+) -> Result<(), crate::store::StoreError> {
+    let mut writer = crate::store::stream::open_writer(url, options)?;
+    writer.write(manifest).await?;
+    writer.finish().await.map(|_| ())
 }
 
 /// What a restore did.
@@ -402,15 +407,8 @@ pub async fn restore_from(
 ) -> Result<RestoreSummary, TransferError> {
     let source = Replayable::new(location)?;
     let readable = source.location().clone();
-    let checked = tokio::task::spawn_blocking(move || verify(&readable))
-        .await
-        .map_err(|error| {
-            TransferError::Backup(BackupError::Io {
-                action: "verify",
-                target: location.display(),
-                source: std::io::Error::other(error.to_string()),
-            })
-        })?
+    let checked = on_plain_thread("ankus-restore-verify", location, move || verify(&readable))
+        .await?
         .map_err(|error| TransferError::Unverified {
             location: location.display(),
             source: error,
@@ -440,13 +438,10 @@ pub async fn restore_from(
     let send_last = {
         let readable = source.location().clone();
         let inventory = checked.inventory.clone();
-        tokio::task::spawn_blocking(move || pipelines_to_send_last(&readable, &inventory))
-            .await
-            .map_err(|error| BackupError::Io {
-                action: "read",
-                target: location.display(),
-                source: std::io::Error::other(error.to_string()),
-            })??
+        on_plain_thread("ankus-restore-order", location, move || {
+            pipelines_to_send_last(&readable, &inventory)
+        })
+        .await??
     };
 
     // Records are read on a plain thread and handed over through a small channel, so memory
@@ -568,6 +563,35 @@ pub async fn restore_from(
             })
         }
     }
+}
+
+/// Runs `work` (which reads the dump) on a thread of its own and waits for it without
+/// blocking the runtime. Not `spawn_blocking`: an object-store dump is read through a bridge
+/// that blocks on the runtime, which tokio refuses on any thread it runs.
+async fn on_plain_thread<T: Send + 'static>(
+    name: &str,
+    location: &Location,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BackupError> {
+    let failed = |reason: &str| BackupError::Io {
+        action: "read",
+        target: location.display(),
+        source: std::io::Error::other(reason.to_owned()),
+    };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = sender.send(work());
+        })
+        .map_err(|error| BackupError::Io {
+            action: "read",
+            target: location.display(),
+            source: error,
+        })?;
+    receiver
+        .await
+        .map_err(|_| failed("the reading thread stopped before it finished"))
 }
 
 /// Pipelines whose op a restore sends after every other op. pachd 1.9.0–1.9.5 extract a

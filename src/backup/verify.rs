@@ -2,7 +2,7 @@
 //! version's types, versions are not mixed, no operation is repeated, parents and branch heads
 //! refer to commits the dump (or its target) has, and the manifest, when present, matches.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
 
 use serde::Serialize;
@@ -11,7 +11,6 @@ use sha2::{Digest, Sha256};
 use super::error::{At, BackupError};
 use super::inventory::{Inventory, InventoryBuilder};
 use super::location::Location;
-use super::manifest::Manifest;
 use super::op::{Op, branch_of, string_at, unknown_field_count};
 use super::reader::RecordReader;
 use super::wire::OpKind;
@@ -27,7 +26,7 @@ pub struct VerifyReport {
     pub source_bytes: u64,
     /// Fields the protos do not model (0 for every known pachd version).
     pub unknown_fields: u64,
-    /// `checked`, `absent` or `not applicable` (stdin, URLs).
+    /// `checked`, `absent` or `not applicable` (stdin).
     pub manifest: String,
     /// Things worth knowing that do not make the dump unusable.
     pub warnings: Vec<String>,
@@ -227,27 +226,7 @@ fn verify_source(
     if inventory.records == 0 {
         warnings.push("the dump holds no records".into());
     }
-    let manifest = match location {
-        Location::File(path) => match Manifest::read_beside(path)? {
-            Some((manifest_path, manifest)) => {
-                let differences = manifest.differences(
-                    &sha256,
-                    source_bytes,
-                    inventory.records,
-                    &kinds_of(&inventory),
-                );
-                if !differences.is_empty() {
-                    return Err(BackupError::ManifestMismatch {
-                        path: manifest_path,
-                        message: differences.join("; "),
-                    });
-                }
-                "checked".to_owned()
-            }
-            None => "absent".to_owned(),
-        },
-        Location::Std | Location::Url(_) => "not applicable".to_owned(),
-    };
+    let manifest = super::manifest::check_beside(location, &sha256, source_bytes, &inventory)?;
     Ok(VerifyReport {
         inventory,
         sha256,
@@ -256,8 +235,4 @@ fn verify_source(
         manifest,
         warnings,
     })
-}
-
-fn kinds_of(inventory: &Inventory) -> BTreeMap<String, u64> {
-    inventory.kinds.clone()
 }

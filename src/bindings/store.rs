@@ -584,7 +584,7 @@ fn references_from(map: &Map, position: Position) -> BindingResult<Vec<crate::st
     if let Some(path) = map.get("backup") {
         let path = path.to_string();
         references.extend(
-            crate::store::referenced_keys_from_backup(std::path::Path::new(&path))
+            crate::store::referenced_keys_from_backup(&path)
                 .map_err(|error| script_error(error, position))?,
         );
     }

@@ -185,6 +185,16 @@ impl AsyncWrite for ObjectWriter {
     }
 }
 
+/// Deletes the object named by `url` (a dump whose manifest could not be written).
+pub async fn delete_object(url: &str, options: &StoreOptions) -> Result<(), StoreError> {
+    let (bucket, path) = object_at(url, options)?;
+    bucket
+        .object_store()
+        .delete(&path)
+        .await
+        .map_err(|error| StoreError::from_object_store("delete", bucket.url().to_string(), error))
+}
+
 /// Reads one object as a byte stream.
 pub struct ObjectReader {
     inner: Pin<Box<dyn AsyncRead + Send>>,

@@ -22,3 +22,4 @@ mod scripts;
 mod secrets;
 mod store;
 mod support;
+mod urls;
