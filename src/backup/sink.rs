@@ -233,3 +233,79 @@ fn commit_with_manifest(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+    use crate::backup::wire::{OpKind, OpVersion, wrap};
+
+    fn sink_with_one_repo(path: &std::path::Path) -> DumpSink {
+        let mut sink = DumpSink::create(&Location::File(path.to_path_buf()), SourceInfo::default())
+            .expect("create");
+        let request = crate::proto::pfs::CreateRepoRequest {
+            repo: Some(crate::proto::pfs::Repo {
+                name: "left".into(),
+            }),
+            ..Default::default()
+        };
+        sink.write_op(&wrap(
+            OpVersion::V1_11,
+            OpKind::Repo,
+            &request.encode_to_vec(),
+        ))
+        .expect("write");
+        sink
+    }
+
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_manifest_that_cannot_be_written_leaves_no_dump_under_its_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("b.dump");
+        // A directory where the manifest goes: its rename fails after the dump's.
+        std::fs::create_dir(dir.path().join("b.dump.manifest.json")).expect("mkdir");
+        let error = sink_with_one_repo(&path).finish().expect_err("no manifest");
+        assert!(
+            error.to_string().contains("b.dump.manifest.json"),
+            "{error}"
+        );
+        assert!(!path.exists(), "the dump is gone with its manifest");
+        assert_eq!(names_in(dir.path()), ["b.dump.manifest.json"]);
+    }
+
+    #[test]
+    fn a_full_disk_while_writing_the_manifest_leaves_no_dump_under_its_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("b.dump");
+        let sink = sink_with_one_repo(&path);
+        let (_, _, target) = sink.writer.finish().expect("finish");
+        let Target::File(file) = target else {
+            panic!("a file target");
+        };
+        let error = commit_with_manifest(file, &path, &manifest_path(&path), b"{}", |_, _| {
+            Err(std::io::Error::from_raw_os_error(28))
+        })
+        .expect_err("ENOSPC");
+        assert!(
+            crate::kind::chain_text(&error).contains("No space left on device"),
+            "{error}"
+        );
+        assert_eq!(names_in(dir.path()), Vec::<String>::new());
+    }
+}
