@@ -295,3 +295,80 @@ fn read_object(url: &str) -> Result<Option<Vec<u8>>, BackupError> {
         Ok(Some(bytes))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest_json(version: u32) -> String {
+        serde_json::json!({
+            "manifest_version": version, "file": "b.dump", "sha256": "00", "bytes": 1,
+            "records": 1, "versions": {"1.11": 1}, "kinds": {"repo": 1}, "source": {},
+            "created_at": "2024-05-01T00:00:00Z", "ankus_version": "0.1.0"
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn a_manifest_of_another_version_is_refused() {
+        assert!(Manifest::parse(manifest_json(1).as_bytes()).is_ok());
+        let error = Manifest::parse(manifest_json(2).as_bytes()).expect_err("version 2");
+        assert_eq!(error, "manifest_version is 2; this ankus reads version 1");
+    }
+
+    #[test]
+    fn a_malformed_manifest_is_refused_without_quoting_it() {
+        let secret = r#"{"manifest_version": "hunter2-secret"}"#;
+        let error = Manifest::parse(secret.as_bytes()).expect_err("wrong type");
+        assert!(!error.contains("hunter2"), "{error}");
+        assert!(error.starts_with("lacks a manifest field"), "{error}");
+        let error = Manifest::parse(b"hunter2 not json").expect_err("not json");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+
+    #[test]
+    fn the_dump_name_and_op_versions_are_compared_with_the_manifest() {
+        let manifest = Manifest::parse(manifest_json(1).as_bytes()).expect("parse");
+        let mut inventory = crate::backup::inventory::InventoryBuilder::default()
+            .finish(crate::backup::reader::Format::Snappy, 0);
+        inventory.records = 1;
+        inventory.versions = BTreeMap::from([("1.13".to_owned(), 1)]);
+        inventory.kinds = BTreeMap::from([("repo".to_owned(), 1)]);
+        assert_eq!(
+            manifest.differences("c.dump", "00", 1, &inventory),
+            [
+                "the dump is c.dump, manifest says b.dump",
+                "op versions {\"1.13\": 1} differ from the manifest's {\"1.11\": 1}"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_fifo_or_an_oversized_manifest_is_refused_unread() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let dump = dir.path().join("b.dump");
+        let made = std::process::Command::new("mkfifo")
+            .arg(manifest_path(&dump))
+            .status()
+            .expect("mkfifo runs");
+        assert!(made.success());
+        // Reading a FIFO without a writer would block forever: it must not be opened.
+        let error = Manifest::read_beside(&dump).expect_err("a FIFO");
+        assert!(
+            error.to_string().contains("is not a regular file"),
+            "{error}"
+        );
+
+        std::fs::remove_file(manifest_path(&dump)).expect("remove");
+        std::fs::write(
+            manifest_path(&dump),
+            vec![b' '; (MANIFEST_LIMIT + 1) as usize],
+        )
+        .expect("write");
+        let error = Manifest::read_beside(&dump).expect_err("too large");
+        assert!(
+            error.to_string().contains("is larger than 1048576 bytes"),
+            "{error}"
+        );
+    }
+}
