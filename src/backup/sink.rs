@@ -200,6 +200,68 @@ impl DumpSink {
     }
 }
 
+/// The object-store side of a dump being written to a URL that is not a local file: the
+/// compressed bytes are uploaded as they are produced, and the object is completed, then its
+/// manifest uploaded, only once the dump is whole. Dropped before that (a failure), the upload
+/// is aborted and no object appears.
+pub struct DumpUpload {
+    writer: crate::store::ObjectWriter,
+    options: crate::store::StoreOptions,
+}
+
+impl DumpUpload {
+    /// Starts the upload for `location`; `None` when the dump is written as a local file.
+    pub fn open(location: &Location) -> Result<Option<DumpUpload>, crate::store::StoreError> {
+        let options = crate::store::StoreOptions::default();
+        match (location, location.local_path()) {
+            (Location::Url(url), None) => Ok(Some(DumpUpload {
+                writer: crate::store::open_writer(url, &options)?,
+                options,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Uploads what `sink` produced since the last call.
+    pub async fn send(&mut self, sink: &mut DumpSink) -> Result<(), crate::store::StoreError> {
+        let pending = sink.take_pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(&pending).await
+    }
+
+    /// Uploads the last bytes, completes the object, then uploads the manifest. A manifest
+    /// that cannot be uploaded takes the dump back, so a failure means no backup was written.
+    pub async fn complete(
+        mut self,
+        summary: &SinkSummary,
+        remainder: Remainder,
+    ) -> Result<(), crate::store::StoreError> {
+        let (rest, manifest) = remainder;
+        self.writer.write(&rest).await?;
+        self.writer.finish().await?;
+        let Some(manifest_url) = &summary.manifest else {
+            return Ok(());
+        };
+        let uploaded = async {
+            let mut writer = crate::store::open_writer(manifest_url, &self.options)?;
+            writer.write(&manifest).await?;
+            writer.finish().await.map(|_| ())
+        }
+        .await;
+        if uploaded.is_err() {
+            let _ = crate::store::stream::delete_object(&summary.location, &self.options).await;
+        }
+        uploaded
+    }
+
+    /// Gives up: aborts the upload so no object (and no stored part) remains.
+    pub async fn abort(self) -> Result<(), crate::store::StoreError> {
+        self.writer.abort().await
+    }
+}
+
 /// Puts a complete dump and its manifest in place. The manifest is written and synced under
 /// a temporary name first, so running out of space (or any write error) leaves nothing under
 /// either name; the dump is renamed into place before the manifest (no manifest ever

@@ -12,7 +12,7 @@ use super::error::BackupError;
 use super::location::Location;
 use super::manifest::SourceInfo;
 use super::reader::RecordReader;
-use super::sink::{DumpSink, SinkSummary};
+use super::sink::{DumpSink, DumpUpload, SinkSummary};
 use super::verify::{VerifyReport, verify};
 use super::wire::OpKind;
 use crate::kind::{Kind, Kinded};
@@ -284,16 +284,7 @@ pub async fn extract_to(
         source: error,
     };
     let mut sink = DumpSink::create(target, source)?;
-    // An object-store dump is uploaded as it is produced; dropped before `finish` (a failure),
-    // the upload is aborted and no object appears.
-    let store_options = crate::store::StoreOptions::default();
-    let mut upload = match (target, target.local_path()) {
-        (Location::Url(url), None) => Some(
-            crate::store::stream::open_writer(url, &store_options)
-                .map_err(|error| failed(Box::new(error)))?,
-        ),
-        _ => None,
-    };
+    let mut upload = DumpUpload::open(target).map_err(|error| failed(Box::new(error)))?;
     let mut stream = client
         .extract(flags)
         .await
@@ -302,14 +293,11 @@ pub async fn extract_to(
         let op = item.map_err(|error| failed(Box::new(error)))?;
         sink.write_op(&op)
             .map_err(|error| failed(Box::new(error)))?;
-        if let Some(writer) = upload.as_mut() {
-            let pending = sink.take_pending();
-            if !pending.is_empty() {
-                writer
-                    .write(&pending)
-                    .await
-                    .map_err(|error| failed(Box::new(error)))?;
-            }
+        if let Some(upload) = upload.as_mut() {
+            upload
+                .send(&mut sink)
+                .await
+                .map_err(|error| failed(Box::new(error)))?;
         }
         progress.ops.fetch_add(1, Ordering::Relaxed);
         progress.bytes.fetch_add(op.len() as u64, Ordering::Relaxed);
@@ -317,35 +305,13 @@ pub async fn extract_to(
     let (summary, remainder) = sink
         .finish_with_remainder()
         .map_err(|error| failed(Box::new(error)))?;
-    if let (Some(mut writer), Some((rest, manifest))) = (upload, remainder) {
-        writer
-            .write(&rest)
+    if let (Some(upload), Some(remainder)) = (upload, remainder) {
+        upload
+            .complete(&summary, remainder)
             .await
             .map_err(|error| failed(Box::new(error)))?;
-        writer
-            .finish()
-            .await
-            .map_err(|error| failed(Box::new(error)))?;
-        if let Some(manifest_url) = &summary.manifest
-            && let Err(error) = upload_manifest(manifest_url, &manifest, &store_options).await
-        {
-            // Without its manifest the dump is not a backup ankus wrote: take it back, so
-            // "no backup was written" holds.
-            let _ = crate::store::stream::delete_object(&summary.location, &store_options).await;
-            return Err(failed(Box::new(error)));
-        }
     }
     Ok(summary)
-}
-
-async fn upload_manifest(
-    url: &str,
-    manifest: &[u8],
-    options: &crate::store::StoreOptions,
-) -> Result<(), crate::store::StoreError> {
-    let mut writer = crate::store::stream::open_writer(url, options)?;
-    writer.write(manifest).await?;
-    writer.finish().await.map(|_| ())
 }
 
 /// What a restore did.

@@ -398,3 +398,50 @@ fn a_fifo_or_oversized_manifest_is_refused_instead_of_read() {
         out.stderr
     );
 }
+
+#[test]
+fn backup_write_to_an_s3_url_uploads_the_dump_and_its_manifest() {
+    let work = temp_dir();
+    let server = S3Server::start(&["backups"]);
+    let script = write(
+        work.path(),
+        "write.rhai",
+        &format!(
+            "let s = backup::open({:?}).drop_kinds([\"job\"]).write(\"s3://backups/slim.dump\"); \
+             let v = backup::open(\"s3://backups/slim.dump\").verify(); \
+             #{{ records: s.inventory.records, verified: v.inventory.records, manifest: v.manifest }}",
+            fixture().display()
+        ),
+    );
+    let mut command = Command::new(crate::support::ankus_bin());
+    command
+        .args([
+            "run",
+            script.to_str().expect("utf-8"),
+            "--yes",
+            "--output",
+            "json",
+            "-q",
+        ])
+        .current_dir(work.path())
+        .env_remove("ANKUS_SCRIPTS");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    for (name, value) in server.env() {
+        command.env(name, value);
+    }
+    let out: Outcome = command.output().expect("ankus runs").into();
+    ok(&out, "write to S3");
+    let document: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(
+        document["result"],
+        serde_json::json!({"records": 621, "verified": 621, "manifest": "checked"})
+    );
+    assert_eq!(
+        server.bucket_files("backups"),
+        ["slim.dump", "slim.dump.manifest.json"]
+    );
+}
