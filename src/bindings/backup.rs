@@ -100,10 +100,10 @@ pub mod backup_api {
     use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 
     use super::{Backup, ScriptOp, Transform};
+    use crate::backup::Location;
     use crate::backup::edit::{apply_json, request_json};
     use crate::backup::manifest::SourceInfo;
     use crate::backup::sink::{DumpSink, DumpUpload};
-    use crate::backup::Location;
     use crate::host::context::HostCtx;
     use crate::host::convert::{from_json, to_json};
     use crate::host::error::{BindingResult, script_error, script_fail};

@@ -119,8 +119,9 @@ impl ObjectWriter {
                 crate::kind::Kind::Failed,
             )
         })?;
+        // A failed shutdown has aborted a multipart upload already; `abort` after it would
+        // panic ("Already shut down").
         if let Err(source) = inner.shutdown().await {
-            let _ = inner.abort().await;
             return Err(StoreError::Io {
                 action: "complete upload of",
                 target: url,

@@ -445,3 +445,45 @@ fn backup_write_to_an_s3_url_uploads_the_dump_and_its_manifest() {
         ["slim.dump", "slim.dump.manifest.json"]
     );
 }
+
+#[test]
+fn a_manifest_upload_that_fails_leaves_no_dump_in_the_bucket() {
+    let work = temp_dir();
+    let server = S3Server::start(&["backups"]);
+    // A directory where s3s-fs would store the manifest: its upload fails after the dump's.
+    std::fs::create_dir_all(server.root.path().join("backups/slim.dump.manifest.json"))
+        .expect("mkdir");
+    let script = write(
+        work.path(),
+        "write.rhai",
+        &format!(
+            "backup::open({:?}).write(\"s3://backups/slim.dump\"); ()",
+            fixture().display()
+        ),
+    );
+    let mut command = Command::new(crate::support::ankus_bin());
+    command
+        .args(["run", script.to_str().expect("utf-8"), "--yes"])
+        .current_dir(work.path())
+        .env_remove("ANKUS_SCRIPTS");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AWS_") {
+            command.env_remove(name);
+        }
+    }
+    for (name, value) in server.env() {
+        command.env(name, value);
+    }
+    let out: Outcome = command.output().expect("ankus runs").into();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr.contains("slim.dump.manifest.json"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        server.bucket_files("backups"),
+        Vec::<String>::new(),
+        "no dump without its manifest"
+    );
+}
