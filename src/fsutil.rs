@@ -58,6 +58,11 @@ impl AtomicFile {
         Ok(())
     }
 
+    /// Syncs the data written so far, so a full disk shows here rather than at the rename.
+    pub fn sync(&self) -> std::io::Result<()> {
+        self.temp.as_file().sync_all()
+    }
+
     /// The path the data goes to while it is written.
     pub fn temp_path(&self) -> &Path {
         self.temp.path()

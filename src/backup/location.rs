@@ -43,6 +43,34 @@ impl Location {
         }
     }
 
+    /// The local file a location names: a path, or the file of a `file://` URL. Dumps and
+    /// manifests at either are written the same way (temporary name, mode 0600, rename), and
+    /// their manifests read with the same checks.
+    pub fn local_path(&self) -> Option<PathBuf> {
+        match self {
+            Location::File(path) => Some(path.clone()),
+            Location::Url(url) => match crate::store::StoreUrl::parse(url) {
+                Ok(parsed) if parsed.scheme == crate::store::location::Scheme::File => {
+                    Some(PathBuf::from(parsed.bucket))
+                }
+                _ => None,
+            },
+            Location::Std => None,
+        }
+    }
+
+    /// The dump's file name (the last segment of its path or URL).
+    pub fn file_name(&self) -> String {
+        match self {
+            Location::File(path) => path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            Location::Std => String::new(),
+            Location::Url(url) => url.rsplit('/').next().unwrap_or_default().to_owned(),
+        }
+    }
+
     /// Opens the location for reading.
     pub fn open(&self) -> Result<Box<dyn Read + Send>, BackupError> {
         match self {

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::error::BackupError;
 use super::inventory::{Inventory, InventoryBuilder};
 use super::location::Location;
-use super::manifest::{Manifest, SourceInfo, manifest_path};
+use super::manifest::{MANIFEST_VERSION, Manifest, SourceInfo, manifest_location, manifest_path};
 use super::op::Op;
 use super::reader::{Format, MAX_RECORD, Record};
 use super::writer::RecordWriter;
@@ -75,17 +75,19 @@ impl DumpSink {
             target: location.display(),
             source,
         };
-        let target = match location {
-            Location::File(path) => {
+        // A `file://` dump is a local file like any other: written under a temporary name
+        // with mode 0600 and renamed into place (object_store's local files are 0644).
+        let target = match (location.local_path(), location) {
+            (Some(path), _) => {
                 if let Some(parent) = path.parent()
                     && !parent.as_os_str().is_empty()
                 {
                     std::fs::create_dir_all(parent).map_err(io_error)?;
                 }
-                Target::File(AtomicFile::create(path).map_err(io_error)?)
+                Target::File(AtomicFile::create(&path).map_err(io_error)?)
             }
-            Location::Url(_) => Target::Pending(Vec::new()),
-            Location::Std => {
+            (None, Location::Url(_)) => Target::Pending(Vec::new()),
+            (None, _) => {
                 return Err(io_error(std::io::Error::new(
                     std::io::ErrorKind::Unsupported,
                     "backups are written to files or object-store URLs",
@@ -163,70 +165,41 @@ impl DumpSink {
             .finish()
             .map_err(|error| io_error("write", error))?;
         let inventory = self.inventory.finish(Format::Snappy, raw_bytes);
-        let file_name = match &self.location {
-            Location::File(path) => path
-                .file_name()
-                .map(|name| name.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            other => other
-                .display()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
+        let manifest = Manifest {
+            manifest_version: MANIFEST_VERSION,
+            file: self.location.file_name(),
+            sha256: sha256.clone(),
+            bytes,
+            records: inventory.records,
+            versions: inventory.versions.clone(),
+            kinds: inventory.kinds.clone(),
+            source: self.source,
+            created_at: jiff::Timestamp::now().to_string(),
+            ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
         };
-        let mut remainder = None;
-        let manifest = match (target, &self.location) {
-            (Target::Pending(rest), Location::Url(url)) => {
-                let manifest = Manifest {
-                    manifest_version: 1,
-                    file: file_name,
-                    sha256: sha256.clone(),
-                    bytes,
-                    records: inventory.records,
-                    versions: inventory.versions.clone(),
-                    kinds: inventory.kinds.clone(),
-                    source: self.source,
-                    created_at: jiff::Timestamp::now().to_string(),
-                    ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
-                };
-                let text = serde_json::to_vec_pretty(&manifest)
-                    .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
-                remainder = Some((rest, text));
-                Some(format!("{url}.manifest.json"))
-            }
-            (Target::File(file), Location::File(path)) => {
-                file.commit().map_err(|error| io_error("write", error))?;
-                let manifest = Manifest {
-                    manifest_version: 1,
-                    file: file_name,
-                    sha256: sha256.clone(),
-                    bytes,
-                    records: inventory.records,
-                    versions: inventory.versions.clone(),
-                    kinds: inventory.kinds.clone(),
-                    source: self.source,
-                    created_at: jiff::Timestamp::now().to_string(),
-                    ankus_version: env!("CARGO_PKG_VERSION").to_owned(),
-                };
-                let manifest_file = manifest_path(path);
-                let text = serde_json::to_vec_pretty(&manifest)
-                    .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
-                crate::fsutil::write_atomic(&manifest_file, &text).map_err(|error| {
-                    BackupError::Io {
-                        action: "write",
-                        target: manifest_file.display().to_string(),
-                        source: error,
-                    }
+        let text = serde_json::to_vec_pretty(&manifest)
+            .map_err(|error| io_error("write", std::io::Error::other(error.to_string())))?;
+        let manifest_shown = manifest_location(&self.location).map(|at| at.display());
+        let remainder = match (target, self.location.local_path()) {
+            (Target::Pending(rest), _) => Some((rest, text)),
+            (Target::File(file), Some(path)) => {
+                let manifest_file = manifest_path(&path);
+                commit_with_manifest(file, &path, &manifest_file, &text, |file, bytes| {
+                    file.write_all(bytes)
                 })?;
-                Some(manifest_file.display().to_string())
+                None
             }
-            _ => None,
+            (Target::File(_), None) => {
+                return Err(io_error(
+                    "write",
+                    std::io::Error::other("a file destination without a path"),
+                ));
+            }
         };
         Ok((
             SinkSummary {
                 location,
-                manifest,
+                manifest: manifest_shown,
                 sha256,
                 bytes,
                 inventory,
@@ -234,6 +207,102 @@ impl DumpSink {
             remainder,
         ))
     }
+}
+
+/// The object-store side of a dump being written to a URL that is not a local file: the
+/// compressed bytes are uploaded as they are produced, and the object is completed, then its
+/// manifest uploaded, only once the dump is whole. Dropped before that (a failure), the upload
+/// is aborted and no object appears.
+pub struct DumpUpload {
+    writer: crate::store::ObjectWriter,
+    options: crate::store::StoreOptions,
+}
+
+impl DumpUpload {
+    /// Starts the upload for `location`; `None` when the dump is written as a local file.
+    pub fn open(location: &Location) -> Result<Option<DumpUpload>, crate::store::StoreError> {
+        let options = crate::store::StoreOptions::default();
+        match (location, location.local_path()) {
+            (Location::Url(url), None) => Ok(Some(DumpUpload {
+                writer: crate::store::open_writer(url, &options)?,
+                options,
+            })),
+            _ => Ok(None),
+        }
+    }
+
+    /// Uploads what `sink` produced since the last call.
+    pub async fn send(&mut self, sink: &mut DumpSink) -> Result<(), crate::store::StoreError> {
+        let pending = sink.take_pending();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        self.writer.write(&pending).await
+    }
+
+    /// Uploads the last bytes, completes the object, then uploads the manifest. A manifest
+    /// that cannot be uploaded takes the dump back, so a failure means no backup was written.
+    pub async fn complete(
+        mut self,
+        summary: &SinkSummary,
+        remainder: Remainder,
+    ) -> Result<(), crate::store::StoreError> {
+        let (rest, manifest) = remainder;
+        self.writer.write(&rest).await?;
+        self.writer.finish().await?;
+        let Some(manifest_url) = &summary.manifest else {
+            return Ok(());
+        };
+        let uploaded = async {
+            let mut writer = crate::store::open_writer(manifest_url, &self.options)?;
+            writer.write(&manifest).await?;
+            writer.finish().await.map(|_| ())
+        }
+        .await;
+        if uploaded.is_err() {
+            let _ = crate::store::stream::delete_object(&summary.location, &self.options).await;
+        }
+        uploaded
+    }
+
+    /// Gives up: aborts the upload so no object (and no stored part) remains.
+    pub async fn abort(self) -> Result<(), crate::store::StoreError> {
+        self.writer.abort().await
+    }
+}
+
+/// Puts a complete dump and its manifest in place. The manifest is written and synced under
+/// a temporary name first, so running out of space (or any write error) leaves nothing under
+/// either name; the dump is renamed into place before the manifest (no manifest ever
+/// describes a missing dump), and a failed manifest rename removes the dump again: an
+/// error always means no backup was written. `write` fills the manifest's file (a seam for
+/// tests).
+fn commit_with_manifest(
+    dump: AtomicFile,
+    dump_path: &std::path::Path,
+    manifest_path: &std::path::Path,
+    text: &[u8],
+    write: impl FnOnce(&mut AtomicFile, &[u8]) -> std::io::Result<()>,
+) -> Result<(), BackupError> {
+    let manifest_error = |source| BackupError::Io {
+        action: "write",
+        target: manifest_path.display().to_string(),
+        source,
+    };
+    let mut manifest = AtomicFile::create(manifest_path).map_err(manifest_error)?;
+    write(&mut manifest, text).map_err(manifest_error)?;
+    manifest.sync().map_err(manifest_error)?;
+    dump.commit().map_err(|source| BackupError::Io {
+        action: "write",
+        target: dump_path.display().to_string(),
+        source,
+    })?;
+    if let Err(source) = manifest.commit() {
+        // Without its manifest the dump is not a backup ankus wrote: take it back.
+        let _ = std::fs::remove_file(dump_path);
+        return Err(manifest_error(source));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -268,5 +337,73 @@ mod tests {
         drop(sink);
         assert!(!path.exists());
         assert_eq!(std::fs::read_dir(dir.path()).expect("list").count(), 0);
+    }
+
+    fn sink_with_one_repo(path: &std::path::Path) -> DumpSink {
+        let mut sink = DumpSink::create(&Location::File(path.to_path_buf()), SourceInfo::default())
+            .expect("create");
+        let request = crate::proto::pfs::CreateRepoRequest {
+            repo: Some(crate::proto::pfs::Repo {
+                name: "left".into(),
+            }),
+            ..Default::default()
+        };
+        sink.write_op(&wrap(
+            OpVersion::V1_11,
+            OpKind::Repo,
+            &request.encode_to_vec(),
+        ))
+        .expect("write");
+        sink
+    }
+
+    fn names_in(dir: &std::path::Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("list")
+            .map(|entry| {
+                entry
+                    .expect("entry")
+                    .file_name()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_manifest_that_cannot_be_written_leaves_no_dump_under_its_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("b.dump");
+        // A directory where the manifest goes: its rename fails after the dump's.
+        std::fs::create_dir(dir.path().join("b.dump.manifest.json")).expect("mkdir");
+        let error = sink_with_one_repo(&path).finish().expect_err("no manifest");
+        assert!(
+            error.to_string().contains("b.dump.manifest.json"),
+            "{error}"
+        );
+        assert!(!path.exists(), "the dump is gone with its manifest");
+        assert_eq!(names_in(dir.path()), ["b.dump.manifest.json"]);
+    }
+
+    #[test]
+    fn a_full_disk_while_writing_the_manifest_leaves_no_dump_under_its_name() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("b.dump");
+        let sink = sink_with_one_repo(&path);
+        let (_, _, target) = sink.writer.finish().expect("finish");
+        let Target::File(file) = target else {
+            panic!("a file target");
+        };
+        let error = commit_with_manifest(file, &path, &manifest_path(&path), b"{}", |_, _| {
+            Err(std::io::Error::from_raw_os_error(28))
+        })
+        .expect_err("ENOSPC");
+        assert!(
+            crate::kind::chain_text(&error).contains("No space left on device"),
+            "{error}"
+        );
+        assert_eq!(names_in(dir.path()), Vec::<String>::new());
     }
 }

@@ -13,7 +13,7 @@ use super::error::BackupError;
 use super::location::Location;
 use super::manifest::SourceInfo;
 use super::reader::RecordReader;
-use super::sink::{DumpSink, SinkSummary};
+use super::sink::{DumpSink, DumpUpload, SinkSummary};
 use super::verify::{VerifyReport, verify};
 use super::wire::OpKind;
 use crate::kind::{Kind, Kinded};
@@ -287,16 +287,7 @@ pub async fn extract_to(
         source: error,
     };
     let mut sink = DumpSink::create(target, source)?;
-    // An object-store dump is uploaded as it is produced; dropped before `finish` (a failure),
-    // the upload is aborted and no object appears.
-    let store_options = crate::store::StoreOptions::default();
-    let mut upload = match target {
-        Location::Url(url) => Some(
-            crate::store::stream::open_writer(url, &store_options)
-                .map_err(|error| failed(Box::new(error)))?,
-        ),
-        _ => None,
-    };
+    let mut upload = DumpUpload::open(target).map_err(|error| failed(Box::new(error)))?;
     let mut stream = client
         .extract(flags)
         .await
@@ -305,14 +296,11 @@ pub async fn extract_to(
         let op = item.map_err(|error| failed(Box::new(error)))?;
         sink.write_op(&op)
             .map_err(|error| failed(Box::new(error)))?;
-        if let Some(writer) = upload.as_mut() {
-            let pending = sink.take_pending();
-            if !pending.is_empty() {
-                writer
-                    .write(&pending)
-                    .await
-                    .map_err(|error| failed(Box::new(error)))?;
-            }
+        if let Some(upload) = upload.as_mut() {
+            upload
+                .send(&mut sink)
+                .await
+                .map_err(|error| failed(Box::new(error)))?;
         }
         progress.ops.fetch_add(1, Ordering::Relaxed);
         progress.bytes.fetch_add(op.len() as u64, Ordering::Relaxed);
@@ -320,28 +308,11 @@ pub async fn extract_to(
     let (summary, remainder) = sink
         .finish_with_remainder()
         .map_err(|error| failed(Box::new(error)))?;
-    if let (Some(mut writer), Some((rest, manifest))) = (upload, remainder) {
-        writer
-            .write(&rest)
+    if let (Some(upload), Some(remainder)) = (upload, remainder) {
+        upload
+            .complete(&summary, remainder)
             .await
             .map_err(|error| failed(Box::new(error)))?;
-        writer
-            .finish()
-            .await
-            .map_err(|error| failed(Box::new(error)))?;
-        if let Some(manifest_url) = &summary.manifest {
-            let mut manifest_writer =
-                crate::store::stream::open_writer(manifest_url, &store_options)
-                    .map_err(|error| failed(Box::new(error)))?;
-            manifest_writer
-                .write(&manifest)
-                .await
-                .map_err(|error| failed(Box::new(error)))?;
-            manifest_writer
-                .finish()
-                .await
-                .map_err(|error| failed(Box::new(error)))?;
-        }
     }
     Ok(summary)
 }
@@ -405,15 +376,8 @@ pub async fn restore_from(
 ) -> Result<RestoreSummary, TransferError> {
     let source = Replayable::new(location)?;
     let readable = source.location().clone();
-    let checked = tokio::task::spawn_blocking(move || verify(&readable))
-        .await
-        .map_err(|error| {
-            TransferError::Backup(BackupError::Io {
-                action: "verify",
-                target: location.display(),
-                source: std::io::Error::other(error.to_string()),
-            })
-        })?
+    let checked = on_plain_thread("ankus-restore-verify", location, move || verify(&readable))
+        .await?
         .map_err(|error| TransferError::Unverified {
             location: location.display(),
             source: error,
@@ -443,13 +407,10 @@ pub async fn restore_from(
     let send_last = {
         let readable = source.location().clone();
         let inventory = checked.inventory.clone();
-        tokio::task::spawn_blocking(move || pipelines_to_send_last(&readable, &inventory))
-            .await
-            .map_err(|error| BackupError::Io {
-                action: "read",
-                target: location.display(),
-                source: std::io::Error::other(error.to_string()),
-            })??
+        on_plain_thread("ankus-restore-order", location, move || {
+            pipelines_to_send_last(&readable, &inventory)
+        })
+        .await??
     };
 
     // Records are read on a plain thread and handed over through a small channel, so memory
@@ -571,6 +532,35 @@ pub async fn restore_from(
             })
         }
     }
+}
+
+/// Runs `work` (which reads the dump) on a thread of its own and waits for it without
+/// blocking the runtime. Not `spawn_blocking`: an object-store dump is read through a bridge
+/// that blocks on the runtime, which tokio refuses on any thread it runs.
+async fn on_plain_thread<T: Send + 'static>(
+    name: &str,
+    location: &Location,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, BackupError> {
+    let failed = |reason: &str| BackupError::Io {
+        action: "read",
+        target: location.display(),
+        source: std::io::Error::other(reason.to_owned()),
+    };
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = sender.send(work());
+        })
+        .map_err(|error| BackupError::Io {
+            action: "read",
+            target: location.display(),
+            source: error,
+        })?;
+    receiver
+        .await
+        .map_err(|_| failed("the reading thread stopped before it finished"))
 }
 
 /// Pipelines whose op a restore sends after every other op. pachd 1.9.0–1.9.5 extract a

@@ -3,7 +3,7 @@
 //! ([`super::relations`]), block streams are terminated, and the manifest, when present,
 //! matches.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::io::Read;
 
 use prost_reflect::DynamicMessage;
@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use super::error::{At, BackupError};
 use super::inventory::{Inventory, InventoryBuilder};
 use super::location::Location;
-use super::manifest::Manifest;
 use super::op::{Op, string_at, unknown_field_count};
 use super::reader::RecordReader;
 use super::relations::Relations;
@@ -30,7 +29,7 @@ pub struct VerifyReport {
     pub source_bytes: u64,
     /// Fields the protos do not model (0 for every known pachd version).
     pub unknown_fields: u64,
-    /// `checked`, `absent` or `not applicable` (stdin, URLs).
+    /// `checked`, `absent` or `not applicable` (stdin).
     pub manifest: String,
     /// Things worth knowing that do not make the dump unusable.
     pub warnings: Vec<String>,
@@ -205,27 +204,7 @@ fn verify_source(
     if inventory.records == 0 {
         warnings.push("the dump holds no records".into());
     }
-    let manifest = match location {
-        Location::File(path) => match Manifest::read_beside(path)? {
-            Some((manifest_path, manifest)) => {
-                let differences = manifest.differences(
-                    &sha256,
-                    source_bytes,
-                    inventory.records,
-                    &kinds_of(&inventory),
-                );
-                if !differences.is_empty() {
-                    return Err(BackupError::ManifestMismatch {
-                        path: manifest_path,
-                        message: differences.join("; "),
-                    });
-                }
-                "checked".to_owned()
-            }
-            None => "absent".to_owned(),
-        },
-        Location::Std | Location::Url(_) => "not applicable".to_owned(),
-    };
+    let manifest = super::manifest::check_beside(location, &sha256, source_bytes, &inventory)?;
     Ok(VerifyReport {
         inventory,
         sha256,
@@ -234,10 +213,6 @@ fn verify_source(
         manifest,
         warnings,
     })
-}
-
-fn kinds_of(inventory: &Inventory) -> BTreeMap<String, u64> {
-    inventory.kinds.clone()
 }
 
 #[cfg(test)]

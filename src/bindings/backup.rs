@@ -100,10 +100,10 @@ pub mod backup_api {
     use rhai::{Array, Dynamic, FnPtr, Map, NativeCallContext};
 
     use super::{Backup, ScriptOp, Transform};
+    use crate::backup::Location;
     use crate::backup::edit::{apply_json, request_json};
     use crate::backup::manifest::SourceInfo;
-    use crate::backup::sink::DumpSink;
-    use crate::backup::{Location, Op};
+    use crate::backup::sink::{DumpSink, DumpUpload};
     use crate::host::context::HostCtx;
     use crate::host::convert::{from_json, to_json};
     use crate::host::error::{BindingResult, script_error, script_fail};
@@ -249,30 +249,30 @@ pub mod backup_api {
             },
         )
         .map_err(|error| script_error(error, position))?;
-        let mut reader = backup
-            .location
-            .open()
-            .and_then(crate::backup::reader::RecordReader::new)
-            .map_err(|error| script_error(error, position))?;
-        while let Some(record) = reader
-            .next_record()
-            .map_err(|error| script_error(error, position))?
-        {
-            if host.is_cancelled() {
-                return Err(Box::new(rhai::EvalAltResult::ErrorTerminated(
-                    "interrupted".into(),
-                    position,
-                )));
-            }
-            let op = Op::from_record(record).map_err(|error| script_error(error, position))?;
-            if let Some(kept) = super::apply_transforms(&call, &backup.transforms, op)? {
-                sink.write_op(&kept.bytes)
+        // An object-store destination is uploaded as it is written; on any failure the
+        // upload is aborted, so no object appears.
+        let mut upload =
+            DumpUpload::open(&target).map_err(|error| script_error(error, position))?;
+        let written = write_all(&call, &host, backup, &mut sink, &mut upload);
+        let completed = written.and_then(|()| {
+            let (summary, remainder) = sink
+                .finish_with_remainder()
+                .map_err(|error| script_error(error, position))?;
+            if let (Some(upload), Some(remainder)) = (upload.take(), remainder) {
+                host.block_on(upload.complete(&summary, remainder), position)?
                     .map_err(|error| script_error(error, position))?;
             }
-        }
-        let summary = sink
-            .finish()
-            .map_err(|error| script_error(error, position))?;
+            Ok(summary)
+        });
+        let summary = match completed {
+            Ok(summary) => summary,
+            Err(error) => {
+                if let Some(upload) = upload {
+                    let _ = crate::host::runtime::block_on_uncancellable(upload.abort());
+                }
+                return Err(error);
+            }
+        };
         Ok(from_json(
             &serde_json::to_value(&summary).unwrap_or_default(),
         ))
@@ -395,6 +395,44 @@ pub mod backup_api {
             op.0.name()
         )
     }
+}
+
+/// Reads `backup`'s records through its transforms into `sink`, uploading as it goes.
+fn write_all(
+    call: &NativeCallContext,
+    host: &crate::host::context::HostCtx,
+    backup: &Backup,
+    sink: &mut crate::backup::sink::DumpSink,
+    upload: &mut Option<crate::backup::sink::DumpUpload>,
+) -> Result<(), Box<EvalAltResult>> {
+    use crate::host::error::script_error;
+    let position = call.call_position();
+    let mut reader = backup
+        .location
+        .open()
+        .and_then(crate::backup::reader::RecordReader::new)
+        .map_err(|error| script_error(error, position))?;
+    while let Some(record) = reader
+        .next_record()
+        .map_err(|error| script_error(error, position))?
+    {
+        if host.is_cancelled() {
+            return Err(Box::new(rhai::EvalAltResult::ErrorTerminated(
+                "interrupted".into(),
+                position,
+            )));
+        }
+        let op = Op::from_record(record).map_err(|error| script_error(error, position))?;
+        if let Some(kept) = apply_transforms(call, &backup.transforms, op)? {
+            sink.write_op(&kept.bytes)
+                .map_err(|error| script_error(error, position))?;
+            if let Some(upload) = upload.as_mut() {
+                host.block_on(upload.send(sink), position)?
+                    .map_err(|error| script_error(error, position))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Runs the transforms over one op; `None` when it is dropped.

@@ -672,10 +672,12 @@ fn references_from(
             );
         }
     }
-    if let Some(path) = map.get("backup") {
-        let path = crate::bindings::local_path(host, &path.to_string(), position)?;
+    if let Some(source) = map.get("backup") {
+        // A path or URL; a local one (a path, `file://`) passes the path policy first.
+        let source = source.to_string();
+        crate::bindings::local_target(host, &source, position)?;
         references.extend(
-            crate::store::referenced_keys_from_backup(&path)
+            crate::store::referenced_keys_from_backup(&source)
                 .map_err(|error| script_error(error, position))?,
         );
     }

@@ -119,8 +119,9 @@ impl ObjectWriter {
                 crate::kind::Kind::Failed,
             )
         })?;
+        // A failed shutdown has aborted a multipart upload already; `abort` after it would
+        // panic ("Already shut down").
         if let Err(source) = inner.shutdown().await {
-            let _ = inner.abort().await;
             return Err(StoreError::Io {
                 action: "complete upload of",
                 target: url,
@@ -183,6 +184,16 @@ impl AsyncWrite for ObjectWriter {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         self.poll_flush(cx)
     }
+}
+
+/// Deletes the object named by `url` (a dump whose manifest could not be written).
+pub async fn delete_object(url: &str, options: &StoreOptions) -> Result<(), StoreError> {
+    let (bucket, path) = object_at(url, options)?;
+    bucket
+        .object_store()
+        .delete(&path)
+        .await
+        .map_err(|error| StoreError::from_object_store("delete", bucket.url().to_string(), error))
 }
 
 /// Reads one object as a byte stream.

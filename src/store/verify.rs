@@ -3,7 +3,6 @@
 //! layout pachd 1.9+ keeps under its storage root (`block/`, `object/`, `tag/`, `index/`).
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use futures::stream::{self, StreamExt};
 
@@ -80,15 +79,16 @@ impl Reference {
     }
 }
 
-/// The blocks, objects and tags the backup at `path` references: the objects commits point
+/// The blocks, objects and tags the backup at `source` (a path or URL) references: the objects commits point
 /// at (trees, datums) and the blocks, objects and tags the dump itself carries.
-pub fn referenced_keys_from_backup(path: &Path) -> Result<Vec<Reference>, StoreError> {
-    let location = crate::backup::Location::File(path.to_path_buf());
+pub fn referenced_keys_from_backup(source: &str) -> Result<Vec<Reference>, StoreError> {
+    // A dump at a URL (as `migrate -a backup=file://...` writes it) is read like a path.
+    let location = crate::backup::Location::parse(source);
     let found = crate::backup::references::of(&location).map_err(|error| {
         StoreError::Refused(
             format!(
                 "read references from {}: {}",
-                path.display(),
+                location.display(),
                 crate::kind::chain_text(&error)
             ),
             Kind::Invalid,
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn backup_references_name_a_missing_backup() {
-        let error = referenced_keys_from_backup(Path::new("no-such.dump")).expect_err("missing");
+        let error = referenced_keys_from_backup("no-such.dump").expect_err("missing");
         assert!(
             error
                 .to_string()
@@ -256,9 +256,10 @@ mod tests {
 
     #[test]
     fn backup_references_list_what_the_fixture_needs() {
-        let fixture =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/pachd-1.11-auth.dump");
-        let references = referenced_keys_from_backup(&fixture).expect("reads");
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/fixtures/pachd-1.11-auth.dump");
+        let references =
+            referenced_keys_from_backup(&fixture.display().to_string()).expect("reads");
         let count = |kind: ReferenceKind| references.iter().filter(|r| r.kind == kind).count();
         assert_eq!(count(ReferenceKind::Block), 209);
         assert_eq!(count(ReferenceKind::Tag), 40);

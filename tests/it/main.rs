@@ -24,4 +24,5 @@ mod scripts;
 mod secrets;
 mod store;
 mod support;
+mod urls;
 mod verify_relations;
