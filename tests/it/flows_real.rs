@@ -833,6 +833,12 @@ async fn migrate_a_real_pachd_1_9_into_a_sandbox_1_13_while_a_loader_writes() {
         "{stdout}"
     );
     let backed_up = number_before(&stdout, "backup: ", " ops;");
+    // The snapshot step read its dump back and verified it (relations, manifest) before the
+    // old cluster resumed (#17).
+    assert!(
+        stdout.contains(" ops; read back and verified (manifest checked);"),
+        "{stdout}"
+    );
     let restored = number_before(&stdout, "restored ", " ops into new (1.13.4)");
     assert_eq!(backed_up, restored, "{stdout}");
     let dump = inspect_dump(work.path(), config, kubeconfig, "migrate.dump").await;
