@@ -5,10 +5,14 @@ use super::args::DocsFormat;
 use super::console::Console;
 use crate::host::engine::metadata_engine;
 
-/// Runs `ankus docs`.
+/// Runs `ankus docs`; `--output json` is `--format json`.
 pub fn execute(format: DocsFormat, console: &Console) -> anyhow::Result<u8> {
     let engine = metadata_engine();
     let json = engine.gen_fn_metadata_to_json(false)?;
+    let format = match console.output {
+        crate::host::context::OutputMode::Json => DocsFormat::Json,
+        crate::host::context::OutputMode::Text => format,
+    };
     match format {
         DocsFormat::Json => console.out(&json),
         DocsFormat::Markdown => console.out(&markdown(&serde_json::from_str(&json)?)),
