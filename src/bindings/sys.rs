@@ -313,17 +313,10 @@ pub mod sys_api {
         }
         let (status, result) = match &outcome {
             Ok(value) => ("done", to_json(Some(&call), value)),
-            // A failure that says what it left behind (a partial restore) keeps that in the
-            // journal, so a later run or the user can clean up exactly that.
-            Err(error) => {
-                match crate::host::error::HostError::find(error).and_then(|found| found.details) {
-                    Some(details) => (
-                        "failed",
-                        serde_json::json!({ "error": error.to_string(), "details": details }),
-                    ),
-                    None => ("failed", serde_json::Value::String(error.to_string())),
-                }
-            }
+            // The kind and message the user saw; a failure that says what it left behind (a
+            // partial restore) keeps that as `details`, so a later run or the user can clean
+            // up exactly that.
+            Err(error) => ("failed", crate::host::error::failure_record(error)),
         };
         let record = StepRecord {
             name: name.to_owned(),

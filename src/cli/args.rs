@@ -138,6 +138,11 @@ pub struct RunArgs {
     /// resumes after the last finished step.
     #[arg(long, value_name = "PATH")]
     pub journal: Option<PathBuf>,
+    /// Start over: forget the finished steps the journal recorded (a re-run with other
+    /// arguments is refused without it). What an earlier attempt left on a cluster is still
+    /// put back.
+    #[arg(long)]
+    pub restart: bool,
     /// Script options.
     #[command(flatten)]
     pub script_options: ScriptOptions,

@@ -166,7 +166,11 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
         .journal
         .clone()
         .unwrap_or_else(|| journal_root.join(format!("{}.journal.json", script.name)));
-    let outcome = run_script(&host, &engine, &script, Some(&journal_path));
+    let journal = crate::host::run::JournalChoice {
+        path: &journal_path,
+        restart: run_args.restart,
+    };
+    let outcome = run_script(&host, &engine, &script, Some(journal));
     let plan = host.plan();
     match console.output {
         OutputMode::Text => {

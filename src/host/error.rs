@@ -51,6 +51,40 @@ impl HostError {
     }
 }
 
+/// What the journal keeps of a failed step: `{kind, message, details?}` — the message a user
+/// read, not the Rust type of the error value (`Runtime error: ankus::host::error::HostError`).
+pub fn failure_record(error: &EvalAltResult) -> serde_json::Value {
+    let mut innermost = error;
+    while let EvalAltResult::ErrorInFunctionCall(_, _, inner, _)
+    | EvalAltResult::ErrorInModule(_, inner, _) = innermost
+    {
+        innermost = inner;
+    }
+    let (kind, message, details) = match HostError::find(error) {
+        Some(found) => (found.kind.to_string(), found.message, found.details),
+        None => match innermost {
+            // `throw "text"`: the thrown value itself.
+            EvalAltResult::ErrorRuntime(value, _) => {
+                (Kind::Failed.to_string(), value.to_string(), None)
+            }
+            // Display without " (line N, position M)": the journal names the step instead.
+            other => {
+                let text = other.to_string();
+                let text = match text.rfind(" (line ") {
+                    Some(at) if text.ends_with(')') => text[..at].to_owned(),
+                    _ => text,
+                };
+                (Kind::Failed.to_string(), text, None)
+            }
+        },
+    };
+    let mut record = serde_json::json!({ "kind": kind, "message": message });
+    if let Some(details) = details {
+        record["details"] = details;
+    }
+    record
+}
+
 impl std::fmt::Display for HostError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} ({})", self.message, self.kind)

@@ -3,9 +3,54 @@
 //! successor of a run that was killed knows exactly what to undo; and the run's identity, held
 //! under an exclusive lock so two runs never share one journal.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Script arguments that steer how a run goes rather than what it acts on: a re-run may change
+/// them and still resume (rehearsal controls, time limits, and the flags that let a re-run get
+/// past a refusal, such as `force` after a partial restore).
+pub const RUN_CONTROLS: &[&str] = &[
+    "fail_at",
+    "pause_after",
+    "pause_seconds",
+    "hold_at",
+    "hold_seconds",
+    "take_over",
+    "force",
+    "kube_timeout",
+    "wait",
+];
+
+/// The run's arguments as the journal keys them: each value's digest (the journal never
+/// holds an argument in clear), run controls left out.
+fn fingerprint(args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    args.iter()
+        .filter(|(key, _)| !RUN_CONTROLS.contains(&key.as_str()))
+        .map(|(key, value)| {
+            let digest = Sha256::digest(value.as_bytes());
+            (key.clone(), hex::encode(&digest[..12]))
+        })
+        .collect()
+}
+
+/// The keys whose values differ between two fingerprints, as `key (changed|added|removed)`.
+fn changes(then: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (key, value) in now {
+        match then.get(key) {
+            None => changed.push(format!("{key} (added)")),
+            Some(before) if before != value => changed.push(format!("{key} (changed)")),
+            Some(_) => {}
+        }
+    }
+    for key in then.keys().filter(|key| !now.contains_key(*key)) {
+        changed.push(format!("{key} (removed)"));
+    }
+    changed
+}
 
 /// What happened to one step.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -31,6 +76,10 @@ struct JournalFile {
     run: String,
     #[serde(default)]
     finished: bool,
+    /// The run's arguments (digests), so a re-run with other arguments is not mixed into it;
+    /// absent in journals written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    args: Option<BTreeMap<String, String>>,
     #[serde(default)]
     steps: Vec<StepRecord>,
     /// Write-ahead records: what the run is about to change, saved before it changes it.
@@ -73,6 +122,20 @@ pub enum JournalError {
         /// Who holds it, as that run wrote it in the lock file.
         holder: String,
     },
+    /// The journal records a run with other arguments.
+    #[error(
+        "journal {path} records a run of '{script}' with other arguments ({}): re-run with the \
+         arguments it had to resume it, or pass --restart to start over",
+        .changes.join(", ")
+    )]
+    ArgsChanged {
+        /// The journal path.
+        path: PathBuf,
+        /// The script.
+        script: String,
+        /// `key (changed)`, `key (added)`, `key (removed)`.
+        changes: Vec<String>,
+    },
     /// The journal belongs to another script.
     #[error("journal {path} belongs to script '{other}', not '{script}'; pass another --journal")]
     OtherScript {
@@ -90,9 +153,9 @@ impl crate::kind::Kinded for JournalError {
         match self {
             JournalError::Io { .. } => crate::kind::Kind::Io,
             JournalError::Busy { .. } => crate::kind::Kind::Conflict,
-            JournalError::Invalid { .. } | JournalError::OtherScript { .. } => {
-                crate::kind::Kind::Usage
-            }
+            JournalError::Invalid { .. }
+            | JournalError::OtherScript { .. }
+            | JournalError::ArgsChanged { .. } => crate::kind::Kind::Usage,
         }
     }
 }
@@ -162,15 +225,32 @@ fn take_lock(path: &Path, script: &str) -> Result<std::fs::File, JournalError> {
 }
 
 impl Journal {
-    /// Opens the journal at `path` for `script`. A missing file, or one whose run finished, starts
-    /// a fresh journal; one left by another script is refused.
+    /// Opens the journal at `path` for `script`, for a run without arguments.
     pub fn open(path: &Path, script: &str) -> Result<Journal, JournalError> {
+        Journal::open_run(path, script, &BTreeMap::new(), false).map(|(journal, _)| journal)
+    }
+
+    /// Opens the journal at `path` for a run of `script` with `args`. A missing file, or one
+    /// whose run finished, starts a fresh journal; one left by another script is refused, and
+    /// so is one whose unfinished run had other arguments (but for [`RUN_CONTROLS`]) unless
+    /// `restart`: then its finished steps are forgotten, while its run identity and intents
+    /// stay (what it left on a cluster is still put back). Returns the journal and how many
+    /// finished steps a restart forgot.
+    pub fn open_run(
+        path: &Path,
+        script: &str,
+        args: &BTreeMap<String, String>,
+        restart: bool,
+    ) -> Result<(Journal, usize), JournalError> {
         let lock = take_lock(path, script)?;
+        let args = fingerprint(args);
         let fresh = JournalFile {
             script: script.to_owned(),
             run: new_run_id(),
+            args: Some(args.clone()),
             ..JournalFile::default()
         };
+        let mut forgotten = 0;
         let file = match std::fs::read(path) {
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => fresh,
             Err(source) => {
@@ -194,22 +274,46 @@ impl Journal {
                 }
                 if existing.finished {
                     fresh
-                } else if existing.run.is_empty() {
-                    // Written before runs had an identity.
-                    JournalFile {
-                        run: fresh.run,
-                        ..existing
-                    }
                 } else {
+                    let mut existing = existing;
+                    if existing.run.is_empty() {
+                        // Written before runs had an identity.
+                        existing.run = fresh.run;
+                    }
+                    let differ = match &existing.args {
+                        Some(then) => changes(then, &args),
+                        // Written before journals knew their arguments.
+                        None => Vec::new(),
+                    };
+                    let pending = !existing.steps.is_empty() || !existing.intents.is_empty();
+                    if restart {
+                        forgotten = existing
+                            .steps
+                            .iter()
+                            .filter(|step| step.status == "done")
+                            .count();
+                        existing.steps.clear();
+                    } else if pending && !differ.is_empty() {
+                        return Err(JournalError::ArgsChanged {
+                            path: path.to_path_buf(),
+                            script: script.to_owned(),
+                            changes: differ,
+                        });
+                    }
+                    existing.args = Some(args);
                     existing
                 }
             }
         };
-        Ok(Journal {
+        let journal = Journal {
             path: path.to_path_buf(),
             file,
             _lock: lock,
-        })
+        };
+        if forgotten > 0 {
+            journal.save()?;
+        }
+        Ok((journal, forgotten))
     }
 
     /// The script the journal belongs to.
@@ -382,6 +486,57 @@ mod tests {
         );
         drop(held);
         Journal::open(&path, "migrate").expect("free again");
+    }
+
+    #[test]
+    fn a_rerun_with_other_arguments_is_refused_naming_them_and_restart_starts_over() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("j.json");
+        let args = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect()
+        };
+        let first = args(&[
+            ("backup", "./m.dump"),
+            ("to", "new"),
+            ("fail_at", "restore"),
+        ]);
+        let (mut journal, _) = Journal::open_run(&path, "migrate", &first, false).expect("open");
+        let run = journal.run_id().to_owned();
+        journal.record(record("snapshot", "done")).expect("record");
+        drop(journal);
+        let text = std::fs::read_to_string(&path).expect("journal");
+        assert!(
+            !text.contains("./m.dump"),
+            "arguments are kept as digests: {text}"
+        );
+
+        let other = args(&[("backup", "./other.dump"), ("extra", "1")]);
+        let error = Journal::open_run(&path, "migrate", &other, false).expect_err("refused");
+        let message = error.to_string();
+        assert!(
+            message.contains("backup (changed), extra (added), to (removed)")
+                && message.contains("--restart"),
+            "{message}"
+        );
+        // A run control may change: the run resumes.
+        let resumed = args(&[("backup", "./m.dump"), ("to", "new"), ("force", "true")]);
+        let (journal, forgotten) =
+            Journal::open_run(&path, "migrate", &resumed, false).expect("resumes");
+        assert_eq!(forgotten, 0);
+        assert!(journal.done("snapshot").is_some());
+        drop(journal);
+        // --restart: the steps go, the run's identity stays.
+        let (journal, forgotten) =
+            Journal::open_run(&path, "migrate", &other, true).expect("restarts");
+        assert_eq!(forgotten, 1);
+        assert!(journal.steps().is_empty());
+        assert_eq!(journal.run_id(), run);
+        drop(journal);
+        let (journal, _) = Journal::open_run(&path, "migrate", &other, false).expect("same args");
+        assert!(journal.steps().is_empty());
     }
 
     #[test]

@@ -42,6 +42,55 @@ fn lookup_source(script: &Source, script_name: &str, name: &str) -> Option<Strin
     sources::read_text(Path::new(name)).ok()
 }
 
+/// What a run resumed from `journal` will skip and redo, or `None` for a fresh journal.
+fn resume_line(journal: &Journal) -> Option<String> {
+    let done: Vec<&str> = journal
+        .steps()
+        .iter()
+        .filter(|step| step.status == "done")
+        .map(|step| step.name.as_str())
+        .collect();
+    let failed = journal
+        .steps()
+        .iter()
+        .rev()
+        .find(|step| step.status == "failed")
+        .map(|step| {
+            // `{kind, message}`; journals before that kept the error text itself.
+            let message = match &step.result {
+                serde_json::Value::String(text) => text.clone(),
+                record => record["message"]
+                    .as_str()
+                    .or(record["error"].as_str())
+                    .unwrap_or("no message recorded")
+                    .to_owned(),
+            };
+            (step.name.as_str(), message)
+        });
+    let path = journal.path().display();
+    match (done.is_empty(), failed) {
+        (true, None) => None,
+        (true, Some((name, message))) => Some(format!(
+            "journal {path}: the last run failed at step {name} ({message}); no step had \
+             finished, so nothing is skipped"
+        )),
+        (false, failed) => {
+            let mut line = format!(
+                "resuming from journal {path}: skipping {} finished step(s) ({}), whose recorded \
+                 results are used",
+                done.len(),
+                done.join(", ")
+            );
+            if let Some((name, message)) = failed {
+                line.push_str(&format!(
+                    "; step {name} failed last time ({message}) and runs again"
+                ));
+            }
+            Some(line)
+        }
+    }
+}
+
 /// The exit code a runtime error maps to.
 pub fn exit_code_of(error: &EvalAltResult) -> i32 {
     let mut current = error;
@@ -59,12 +108,21 @@ pub fn exit_code_of(error: &EvalAltResult) -> i32 {
     }
 }
 
+/// Which journal a run keeps, and whether it starts over (`--restart`).
+#[derive(Clone, Copy, Debug)]
+pub struct JournalChoice<'a> {
+    /// The journal file.
+    pub path: &'a Path,
+    /// Forget the finished steps of an earlier run (even one with other arguments).
+    pub restart: bool,
+}
+
 /// Compiles and runs `script`; returns its value, or a rendered failure.
 pub fn run_script(
     host: &Arc<HostCtx>,
     engine: &Engine,
     script: &Source,
-    journal_path: Option<&Path>,
+    journal: Option<JournalChoice>,
 ) -> Result<Dynamic, ScriptFailure> {
     let script_name = script.display_name("scripts");
     let lookup = |name: &str| lookup_source(script, &script_name, name);
@@ -76,17 +134,24 @@ pub fn run_script(
         })?;
     ast.set_source(script_name.as_str());
 
-    if let Some(path) = journal_path.filter(|_| !host.is_dry_run()) {
-        let journal = Journal::open(path, &script.name).map_err(|error| ScriptFailure {
-            rendered: format!("error: {}\n", crate::kind::chain_text(&error)),
-            exit_code: 2,
-        })?;
-        if !journal.steps().is_empty() {
-            host.info(&format!(
-                "resuming from journal {} ({} step(s) recorded)",
-                path.display(),
-                journal.steps().len()
+    if let Some(choice) = journal.filter(|_| !host.is_dry_run()) {
+        let path = choice.path;
+        let (journal, forgotten) =
+            Journal::open_run(path, &script.name, host.args(), choice.restart).map_err(
+                |error| ScriptFailure {
+                    rendered: format!("error: {}\n", crate::kind::chain_text(&error)),
+                    exit_code: 2,
+                },
+            )?;
+        if forgotten > 0 {
+            host.warn(&format!(
+                "starting over (--restart): the {forgotten} finished step(s) journal {} recorded \
+                 are forgotten",
+                path.display()
             ));
+        }
+        if let Some(line) = resume_line(&journal) {
+            host.info(&line);
         }
         host.set_journal(Some(journal));
     }

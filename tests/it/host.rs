@@ -622,3 +622,86 @@ fn every_command_prints_json_with_output_json_or_refuses_it() {
     assert_eq!(ready["ready"], true, "{ready}");
     assert!(ready["kube_server"].is_string(), "{ready}");
 }
+
+/// Regression (#20): a re-run with another `backup=` skipped the snapshot from the journal
+/// and then failed on the new file; the journal kept `Runtime error: ankus::host::error::
+/// HostError @ ...` instead of the message; "resuming from journal (1 step recorded)" was said
+/// when only a failure was recorded.
+#[test]
+fn the_journal_keeps_the_message_names_what_it_skips_and_refuses_other_arguments() {
+    let dir = temp_dir();
+    write(
+        dir.path(),
+        "snap.rhai",
+        r#"
+let dump = step("snapshot", || { fs::write_text(arg("backup"), "dump"); arg("backup") });
+step("restore", || fs::read_text("restore-input.txt"));
+`restored from ${dump}`
+"#,
+    );
+    let run = |args: &[&str]| {
+        let mut argv = vec!["run", "./snap.rhai"];
+        argv.extend_from_slice(args);
+        ankus_in(dir.path(), &argv)
+    };
+    let first = run(&["-a", "backup=m.dump"]);
+    assert_eq!(first.code, 1, "{first:?}");
+    let journal: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(".ankus/snap.journal.json")).expect("journal"),
+    )
+    .expect("json");
+    let failed = &journal["steps"][1];
+    assert_eq!(failed["status"], "failed", "{journal}");
+    assert_eq!(failed["result"]["kind"], "io", "{journal}");
+    let message = failed["result"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("restore-input.txt") && !message.contains("HostError"),
+        "{journal}"
+    );
+
+    // Another backup: refused, naming the argument, nothing run.
+    let other = run(&["-a", "backup=other.dump"]);
+    assert_eq!(other.code, 2, "{other:?}");
+    assert!(
+        other
+            .stderr
+            .contains("with other arguments (backup (changed))")
+            && other.stderr.contains("--restart"),
+        "{}",
+        other.stderr
+    );
+    assert!(!dir.path().join("other.dump").exists());
+
+    // The same arguments: says exactly what it skips and redoes.
+    write(dir.path(), "restore-input.txt", "ok");
+    let resumed = run(&["-a", "backup=m.dump"]);
+    assert_eq!(resumed.code, 0, "{resumed:?}");
+    assert!(
+        resumed.stderr.contains(
+            "skipping 1 finished step(s) (snapshot), whose recorded results are used; step \
+             restore failed last time ("
+        ) && resumed.stderr.contains("restore-input.txt")
+            && resumed.stderr.contains(") and runs again"),
+        "{}",
+        resumed.stderr
+    );
+
+    // --restart with other arguments starts over.
+    std::fs::remove_file(dir.path().join("restore-input.txt")).expect("rm");
+    let failing = run(&["-a", "backup=m.dump"]);
+    assert_eq!(failing.code, 1, "{failing:?}");
+    assert!(
+        failing.stderr.is_empty() || !failing.stderr.contains("skipping"),
+        "a finished run's journal starts fresh: {}",
+        failing.stderr
+    );
+    let restarted = run(&["-a", "backup=other.dump", "--restart"]);
+    assert!(
+        restarted
+            .stderr
+            .contains("starting over (--restart): the 1 finished step(s)"),
+        "{}",
+        restarted.stderr
+    );
+    assert!(dir.path().join("other.dump").exists(), "{restarted:?}");
+}
