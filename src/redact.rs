@@ -77,9 +77,34 @@ pub fn redact(text: &str) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter() {
         if out.contains(secret.as_str()) {
-            out = out.replace(secret.as_str(), MASK);
+            out = mask_whole(&out, secret);
         }
     }
+    out
+}
+
+/// Whether `c` continues a word a secret would have to be cut out of (a name, a path
+/// segment): letters, digits, `-` and `_`.
+fn continues_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '-' || c == '_'
+}
+
+/// `text` with each whole occurrence of `secret` masked: one not glued to more of a word on
+/// either side, so a path that happens to contain a secret's text (`/tmp/ankus-sandbox-x1/`
+/// for the token `ankus-sandbox`) is left as it is.
+fn mask_whole(text: &str, secret: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(secret) {
+        // What stood before it: in the unscanned rest, or at the end of what is done.
+        let before = rest[..at].chars().last().or_else(|| out.chars().last());
+        let after = rest[at + secret.len()..].chars().next();
+        let glued = before.is_some_and(continues_word) || after.is_some_and(continues_word);
+        out.push_str(&rest[..at]);
+        out.push_str(if glued { secret } else { MASK });
+        rest = &rest[at + secret.len()..];
+    }
+    out.push_str(rest);
     out
 }
 
@@ -111,6 +136,25 @@ mod tests {
         ] {
             assert!(!is_credential_variable(name), "{name}");
         }
+    }
+
+    #[test]
+    fn a_secret_is_masked_only_where_it_stands_whole_not_inside_a_path_or_a_name() {
+        register("ankus-sandbox-token");
+        assert_eq!(
+            redact("/tmp/ankus-sandbox-token-ceD44Y/backup.dump"),
+            "/tmp/ankus-sandbox-token-ceD44Y/backup.dump"
+        );
+        assert_eq!(
+            redact("my-ankus-sandbox-token and xankus-sandbox-token"),
+            "my-ankus-sandbox-token and xankus-sandbox-token"
+        );
+        assert_eq!(
+            redact(
+                "Bearer ankus-sandbox-token, token=ankus-sandbox-token \"ankus-sandbox-token\" /ankus-sandbox-token/"
+            ),
+            "Bearer ***, token=*** \"***\" /***/"
+        );
     }
 
     #[test]

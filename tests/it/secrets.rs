@@ -338,3 +338,32 @@ try { pachd::connect("wrong-ca"); } catch (e) { print(`${e.kind}: refused`); }
     );
     assert!(cluster.lock().repos.contains_key("over-tls"));
 }
+
+/// Regression (#20): the sandbox's kube token is `ankus-sandbox`, so every path of a
+/// `run --sandbox` (its folder is `/tmp/ankus-sandbox-XXXX`) printed as `/tmp/***-XXXX/...`.
+/// A secret is masked where it stands whole, never inside a path or a name.
+#[test]
+fn paths_that_contain_a_secrets_text_are_printed_as_they_are() {
+    let dir = crate::support::temp_dir();
+    let script = crate::support::write(
+        dir.path(),
+        "where.rhai",
+        "kube::connect(\"old\").get(\"service\", \"pachd\"); arg(\"backup\")",
+    );
+    let out = crate::support::ankus_in(
+        dir.path(),
+        &[
+            "run",
+            script.to_str().expect("utf-8"),
+            "--sandbox",
+            "--output",
+            "json",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("ankus-sandbox-") && !out.stdout.contains("***-"),
+        "{}",
+        out.stdout
+    );
+}
