@@ -117,9 +117,13 @@ pub struct RunArgs {
     /// A script argument, KEY=VALUE (repeatable).
     #[arg(short = 'a', long = "arg", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub args: Vec<(String, String)>,
-    /// Start a fresh sandbox for the run and point the contexts `old` and `new` at it.
+    /// Start a fresh sandbox for the run and point the contexts `old` and `new` at it; the
+    /// script gets the sandbox defaults its `//! sandbox:` line declares.
     #[arg(long)]
     pub sandbox: bool,
+    /// With --sandbox: keep the sandbox's folder after the run, and say where it is.
+    #[arg(long, requires = "sandbox")]
+    pub keep: bool,
     /// With --sandbox: what fills `old` — `sample` (generated data) or a dump's path.
     #[arg(
         long,

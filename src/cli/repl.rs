@@ -18,6 +18,7 @@ pub fn execute(cli: &Cli, repl_args: &ReplArgs, console: &Console) -> anyhow::Re
             old: crate::sandbox::pachd::PachdVersion::v1_11(),
             new: crate::sandbox::pachd::PachdVersion::v1_13(),
             deploy_new: true,
+            wanted: Vec::new(),
         };
         Some(super::sandbox::start_temporary(&mut options, &setup)?)
     } else {

@@ -149,6 +149,12 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
             old: run_args.old,
             new: run_args.new,
             deploy_new: false,
+            wanted: crate::host::sources::sandbox_args(&script.text).map_err(|problem| {
+                anyhow::anyhow!(
+                    "script {} cannot run with --sandbox: {problem}",
+                    script.name
+                )
+            })?,
         };
         Some(super::sandbox::start_temporary(&mut options, &setup)?)
     } else {
@@ -170,6 +176,7 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
         path: &journal_path,
         restart: run_args.restart,
     };
+    let started = std::time::SystemTime::now();
     let outcome = run_script(&host, &engine, &script, Some(journal));
     let plan = host.plan();
     match console.output {
@@ -195,6 +202,34 @@ pub fn execute(cli: &Cli, run_args: &RunArgs, console: &Console) -> anyhow::Resu
                 }),
             };
             console.out(&serde_json::to_string_pretty(&document)?);
+        }
+    }
+    if let Some(sandbox) = sandbox {
+        let written: Vec<String> = host
+            .args()
+            .values()
+            .filter(|value| {
+                // Files in the sandbox's folder that this run wrote (not its own manifests).
+                let path = std::path::Path::new(value.as_str());
+                path.starts_with(sandbox.dir())
+                    && std::fs::metadata(path)
+                        .and_then(|meta| meta.modified())
+                        .is_ok_and(|modified| modified >= started)
+            })
+            .cloned()
+            .collect();
+        if run_args.keep {
+            let kept = sandbox.keep();
+            console.err(&format!(
+                "sandbox: kept in {} (state, buckets and what the run wrote there)",
+                kept.display()
+            ));
+        } else if !written.is_empty() {
+            console.err(&format!(
+                "sandbox: removing {} with what the run wrote there ({}); pass --keep to keep it",
+                sandbox.dir().display(),
+                written.join(", ")
+            ));
         }
     }
     match outcome {

@@ -65,7 +65,9 @@ pub fn execute(args: &SandboxArgs, console: &Console) -> anyhow::Result<u8> {
 /// A sandbox living in a temporary directory for the length of a run or REPL session.
 pub struct TemporarySandbox {
     sandbox: Option<Sandbox>,
-    _dir: tempfile::TempDir,
+    /// Removed when dropped, unless [`TemporarySandbox::keep`] took it.
+    dir: Option<tempfile::TempDir>,
+    path: PathBuf,
 }
 
 impl Drop for TemporarySandbox {
@@ -73,6 +75,21 @@ impl Drop for TemporarySandbox {
         if let Some(sandbox) = self.sandbox.take() {
             block_on_uncancellable(sandbox.shutdown());
         }
+    }
+}
+
+impl TemporarySandbox {
+    /// Stops the sandbox and keeps its folder (state, buckets, what the run wrote there);
+    /// returns where it is.
+    pub fn keep(mut self) -> PathBuf {
+        if let Some(sandbox) = self.sandbox.take() {
+            block_on_uncancellable(sandbox.shutdown());
+        }
+        let dir = self
+            .dir
+            .take()
+            .expect("the folder is there until kept or dropped");
+        dir.keep()
     }
 }
 
@@ -86,6 +103,9 @@ pub struct TemporarySetup {
     pub new: PachdVersion,
     /// Whether `new` runs from the start (the REPL) or waits for its manifests (flows).
     pub deploy_new: bool,
+    /// The script's declared sandbox arguments: (argument, sandbox value), see
+    /// [`crate::host::sources::sandbox_args`].
+    pub wanted: Vec<(String, String)>,
 }
 
 impl TemporarySandbox {
@@ -96,13 +116,13 @@ impl TemporarySandbox {
 
     /// The temporary directory.
     pub fn dir(&self) -> &std::path::Path {
-        self._dir.path()
+        &self.path
     }
 }
 
 /// Starts a fresh sandbox in a temporary directory and points the host at it: pachctl
-/// contexts and kube contexts `old` and `new`, and default script arguments for the bundled
-/// flows (`from`, `to`, `src_bucket`, `dst_bucket`, `backup`, `deploy`) that `-a` overrides.
+/// contexts and kube contexts `old` and `new`, `sandbox=true`, and the default arguments the
+/// script declares (`//! sandbox: from=old backup=backup ...`), which `-a` overrides.
 pub fn start_temporary(
     options: &mut HostOptions,
     setup: &TemporarySetup,
@@ -124,33 +144,28 @@ pub fn start_temporary(
     options.pach_config = Some(sandbox.pach_config_path());
     options.kubeconfig = Some(sandbox.kubeconfig_path());
     let info = sandbox.info();
-    let defaults = [
-        ("from", "old".to_owned()),
-        ("to", "new".to_owned()),
-        (
-            "src_bucket",
-            info["buckets"]["old"]
+    let value_of = |name: &str| -> String {
+        match name {
+            "old" | "new" => name.to_owned(),
+            "old_bucket" | "new_bucket" => info["buckets"][&name[..3]]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned(),
-        ),
-        (
-            "dst_bucket",
-            info["buckets"]["new"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        ),
-        (
-            "backup",
-            dir.path().join("backup.dump").display().to_string(),
-        ),
-        ("deploy", sandbox.new_manifest_path().display().to_string()),
-        ("sandbox", "true".to_owned()),
-    ];
-    for (key, value) in defaults {
-        options.args.entry(key.to_owned()).or_insert(value);
+            "backup" => dir.path().join("backup.dump").display().to_string(),
+            "deploy" => sandbox.new_manifest_path().display().to_string(),
+            _ => String::new(),
+        }
+    };
+    for (key, name) in &setup.wanted {
+        options
+            .args
+            .entry(key.clone())
+            .or_insert_with(|| value_of(name));
     }
+    options
+        .args
+        .entry("sandbox".to_owned())
+        .or_insert_with(|| "true".to_owned());
     // Files the flows write (backups, saved specs) go to the sandbox directory too.
     let mut roots = vec![dir.path().to_path_buf()];
     roots.extend(options.fs_policy.roots().iter().cloned());
@@ -158,6 +173,7 @@ pub fn start_temporary(
     options.sandbox = Some(info);
     Ok(TemporarySandbox {
         sandbox: Some(sandbox),
-        _dir: dir,
+        path: dir.path().to_path_buf(),
+        dir: Some(dir),
     })
 }

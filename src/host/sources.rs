@@ -203,3 +203,60 @@ pub fn eject(dir: &Path) -> Result<Vec<PathBuf>, SourceError> {
     }
     Ok(written)
 }
+
+/// The values a temporary sandbox offers a script (`run --sandbox`), by name.
+pub const SANDBOX_VALUES: &[&str] = &["old", "new", "old_bucket", "new_bucket", "backup", "deploy"];
+
+/// The sandbox defaults a script declares on its `//! sandbox: KEY=VALUE ...` line: which of
+/// its arguments take which of [`SANDBOX_VALUES`] under `run --sandbox` (`-a` still wins).
+/// A script without the line takes none, so no script gets another's arguments.
+pub fn sandbox_args(text: &str) -> Result<Vec<(String, String)>, String> {
+    let Some(line) = text
+        .lines()
+        .take_while(|line| line.starts_with("//"))
+        .find_map(|line| line.strip_prefix("//! sandbox:"))
+    else {
+        return Ok(Vec::new());
+    };
+    line.split_whitespace()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if SANDBOX_VALUES.contains(&value) && !key.is_empty() => {
+                Ok((key.to_owned(), value.to_owned()))
+            }
+            _ => Err(format!(
+                "its '//! sandbox:' line has '{pair}', which is not ARG=VALUE with a VALUE of {}",
+                SANDBOX_VALUES.join(", ")
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod sandbox_args_tests {
+    use super::*;
+
+    #[test]
+    fn a_script_declares_its_sandbox_defaults_and_a_bad_entry_is_named() {
+        let text = "//! Back up.\n//! sandbox: from=old to=backup\n//\nlet x = 1;";
+        assert_eq!(
+            sandbox_args(text).expect("parses"),
+            [
+                ("from".into(), "old".into()),
+                ("to".into(), "backup".into())
+            ]
+        );
+        assert!(
+            sandbox_args("//! Nothing declared.\nlet x = 1;")
+                .expect("ok")
+                .is_empty()
+        );
+        let error = sandbox_args("//! x\n//! sandbox: to=elsewhere\n").expect_err("bad");
+        assert!(
+            error.contains("'to=elsewhere'") && error.contains("old_bucket"),
+            "{error}"
+        );
+        for (name, text) in bundled_scripts() {
+            sandbox_args(text).unwrap_or_else(|error| panic!("{name}: {error}"));
+        }
+    }
+}

@@ -705,3 +705,56 @@ step("restore", || fs::read_text("restore-input.txt"));
     );
     assert!(dir.path().join("other.dump").exists(), "{restarted:?}");
 }
+
+/// Regression (#20): `--sandbox` gave every script migrate's arguments, so `ankus run backup
+/// --sandbox` wrote its dump to `./new`; and the sandbox went away with what the run wrote
+/// there without a word.
+#[test]
+fn run_sandbox_gives_each_script_the_defaults_it_declares_and_keep_keeps_the_folder() {
+    let dir = temp_dir();
+    let removed = ankus_in(dir.path(), &["run", "backup", "--sandbox", "--yes"]);
+    assert_eq!(removed.code, 0, "{removed:?}");
+    assert!(!dir.path().join("new").exists(), "a dump named ./new");
+    let line = removed
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("sandbox: removing "))
+        .unwrap_or_else(|| panic!("{}", removed.stderr));
+    assert!(
+        line.contains("backup.dump") && line.contains("pass --keep to keep it"),
+        "{line}"
+    );
+
+    let kept = ankus_in(
+        dir.path(),
+        &["run", "backup", "--sandbox", "--yes", "--keep"],
+    );
+    assert_eq!(kept.code, 0, "{kept:?}");
+    let line = kept
+        .stderr
+        .lines()
+        .find(|line| line.starts_with("sandbox: kept in "))
+        .unwrap_or_else(|| panic!("{}", kept.stderr));
+    let folder = line
+        .trim_start_matches("sandbox: kept in ")
+        .split(" (")
+        .next()
+        .expect("path");
+    let folder = std::path::Path::new(folder);
+    assert!(folder.join("backup.dump").is_file(), "{line}");
+    assert!(folder.join("sandbox.json").is_file(), "{line}");
+    std::fs::remove_dir_all(folder).expect("clean up");
+
+    // A script that declares nothing gets nothing but `sandbox`.
+    write(
+        dir.path(),
+        "plain.rhai",
+        "//! Shows its arguments.\nargs().keys()",
+    );
+    let plain = ankus_in(
+        dir.path(),
+        &["run", "./plain.rhai", "--sandbox", "--output", "json"],
+    );
+    let value: serde_json::Value = serde_json::from_str(&plain.stdout).expect("json");
+    assert_eq!(value["result"], serde_json::json!(["sandbox"]), "{value}");
+}

@@ -348,7 +348,7 @@ fn paths_that_contain_a_secrets_text_are_printed_as_they_are() {
     let script = crate::support::write(
         dir.path(),
         "where.rhai",
-        "kube::connect(\"old\").get(\"service\", \"pachd\"); arg(\"backup\")",
+        "//! Prints where the sandbox's backup goes.\n//! sandbox: backup=backup\nkube::connect(\"old\").get(\"service\", \"pachd\"); arg(\"backup\")",
     );
     let out = crate::support::ankus_in(
         dir.path(),
