@@ -1256,7 +1256,7 @@ fn build_client(mut config: kube::Config, server: &str) -> Result<kube::Client, 
     use kube::client::ConfigExt as _;
     let create_error = |error: kube::Error| KubeError::Other {
         action: format!("create a client for {server}"),
-        message: crate::kind::chain_text(&error),
+        message: super::error::kube_text(&error),
     };
     let Some(auth) = config.auth_layer().map_err(create_error)? else {
         // No header credential: none at all, or a client certificate.

@@ -681,3 +681,47 @@ throw `refused ${kept}`;
         );
     }
 }
+
+#[test]
+fn a_failing_exec_credential_plugin_is_reported_without_what_it_printed() {
+    let dir = support::temp_dir();
+    let token = "exec-secret-7d41c9e2";
+    let plugin = support::write(
+        dir.path(),
+        "failing-plugin.sh",
+        &format!(
+            "#!/bin/sh\nprintf '%s' '{{\"kind\":\"ExecCredential\",\"status\":{{\"token\":\"{token}\"}}}}'\n\
+             echo 'no session: run login first' >&2\nexit 3\n"
+        ),
+    );
+    let mut permissions = std::fs::metadata(&plugin).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+    std::fs::set_permissions(&plugin, permissions).expect("chmod");
+    let config = support::write(
+        dir.path(),
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: c\n\
+             clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:9'}}}}]\n\
+             users:\n- name: u\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      \
+             command: {}\n      interactiveMode: Never\n      env: [{{name: PLUGIN_SETTING, value: {token}-env}}]\n\
+             contexts: [{{name: c, context: {{cluster: c, user: u}}}}]\n",
+            plugin.display()
+        ),
+    );
+    let (out, _) = ankus_script(
+        dir.path(),
+        config.to_str().expect("utf-8"),
+        &[],
+        "kube::connect(#{})",
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("run the exec credential plugin: it failed (exit status: 3): no session: run login first"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(token), "{}", out.stderr);
+    assert!(!out.stdout.contains(token), "{}", out.stdout);
+}
