@@ -647,6 +647,13 @@ fn a_token_from_an_exec_credential_plugin_never_shows_in_output_journal_or_error
         ],
     );
     assert_eq!(created.code, 0, "{}", created.stderr);
+    let runs = || {
+        std::fs::read_to_string(dir.path().join("plugin-runs"))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let runs_before = runs();
 
     let (out, document) = ankus_script(
         dir.path(),
@@ -661,6 +668,11 @@ throw `refused ${kept}`;
 "#,
     );
     assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        runs() - runs_before,
+        1,
+        "the plugin runs once per connection"
+    );
     assert!(
         out.stderr.contains("token ***") && out.stderr.contains("refused ***"),
         "{}",
