@@ -458,23 +458,23 @@ fn with_precondition(
 }
 
 impl KubeClient {
-    /// Connects using a kubeconfig (explicit path, host preset, `KUBECONFIG`,
-    /// `~/.kube/config`) or the in-cluster configuration, and checks the server answers.
+    /// Connects using a kubeconfig (explicit path, host preset, the files `KUBECONFIG` lists,
+    /// merged, or `~/.kube/config`) or the in-cluster configuration, and checks the server
+    /// answers.
     pub async fn connect(options: &ConnectOptions) -> Result<KubeClient, KubeError> {
         crate::host::runtime::install_crypto_provider();
-        let path = config::kubeconfig_path(
+        let loaded = config::load(
             options.kubeconfig.as_deref(),
             options.preset_kubeconfig.as_deref(),
-        );
-        let (mut client_config, context, context_namespace) = match &path {
-            Some(path) => {
-                let kubeconfig = config::read(path)?;
+        )?;
+        let (mut client_config, context, context_namespace, proxy_url) = match loaded {
+            Some(config::Loaded { kubeconfig, source }) => {
                 let context =
                     match &options.context {
                         Some(context) => context.clone(),
                         None => kubeconfig.current_context.clone().ok_or_else(|| {
                             KubeError::Config {
-                            path: path.display().to_string(),
+                            path: source.clone(),
                             message:
                                 "it sets no current-context; name one with #{ context: \"...\" }"
                                     .to_owned(),
@@ -485,11 +485,12 @@ impl KubeClient {
                 if !known.contains(&context) {
                     return Err(KubeError::NoContext {
                         context,
-                        path: path.display().to_string(),
+                        path: source,
                         known: known.join(", "),
                     });
                 }
                 let namespace = config::context_namespace(&kubeconfig, &context);
+                let proxy_url = config::context_proxy_url(&kubeconfig, &context);
                 let kube_options = kube::config::KubeConfigOptions {
                     context: Some(context.clone()),
                     ..Default::default()
@@ -497,10 +498,10 @@ impl KubeClient {
                 let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube_options)
                     .await
                     .map_err(|error| KubeError::Config {
-                        path: path.display().to_string(),
+                        path: source.clone(),
                         message: crate::kind::chain_text(&error),
                     })?;
-                (client_config, context, namespace)
+                (client_config, context, namespace, proxy_url)
             }
             None => {
                 let client_config =
@@ -511,9 +512,20 @@ impl KubeClient {
                     })?;
                 config::register_token_file(Path::new(config::SERVICE_ACCOUNT_TOKEN));
                 let namespace = client_config.default_namespace.clone();
-                (client_config, "in-cluster".to_owned(), Some(namespace))
+                (
+                    client_config,
+                    "in-cluster".to_owned(),
+                    Some(namespace),
+                    None,
+                )
             }
         };
+        // kube-rs reads `HTTPS_PROXY` alone and matches `NO_PROXY` against the proxy's own
+        // address; kubectl's choice is made here instead.
+        client_config.proxy_url =
+            config::proxy_for(&client_config.cluster_url, proxy_url.as_deref(), &|name| {
+                std::env::var(name).ok()
+            })?;
         let namespace = options
             .namespace
             .clone()
@@ -521,11 +533,12 @@ impl KubeClient {
             .unwrap_or_else(|| "default".to_owned());
         client_config.default_namespace = namespace.clone();
         client_config.connect_timeout = Some(Duration::from_secs(10));
+        // One retry policy: ours (`send_retrying`), which knows which writes are safe to send
+        // again and counts the attempts it reports. kube-rs's own layer would resend 429, 503
+        // and 504 up to 15 times inside each of our attempts, unseen.
+        client_config.default_retry = false;
         let server = client_config.cluster_url.to_string();
-        let client = kube::Client::try_from(client_config).map_err(|error| KubeError::Other {
-            action: format!("create a client for {server}"),
-            message: crate::kind::chain_text(&error),
-        })?;
+        let client = build_client(client_config, &server)?;
         let connected = KubeClient {
             client,
             context: context.into(),
@@ -1215,24 +1228,73 @@ impl KubeClient {
         }
     }
 
-    /// The contexts of the kubeconfig this client would read.
+    /// The contexts of the kubeconfig this client would read (the same merged files as
+    /// [`KubeClient::connect`]), and its current context.
     pub fn contexts_of(
         options: &ConnectOptions,
     ) -> Result<(Vec<String>, Option<String>), KubeError> {
-        let path = config::kubeconfig_path(
+        let loaded = config::load(
             options.kubeconfig.as_deref(),
             options.preset_kubeconfig.as_deref(),
-        )
+        )?
         .ok_or_else(|| KubeError::Config {
             path: "(none)".to_owned(),
             message: "no kubeconfig found (KUBECONFIG, ~/.kube/config)".to_owned(),
         })?;
-        let kubeconfig = config::read(&path)?;
         Ok((
-            config::contexts(&kubeconfig),
-            kubeconfig.current_context.clone(),
+            config::contexts(&loaded.kubeconfig),
+            loaded.kubeconfig.current_context.clone(),
         ))
     }
+}
+
+/// Builds the kube-rs client for `config`. Credentials kube-rs obtains by itself (from exec
+/// plugins, auth providers, token files that change) reach ankus only as the Authorization
+/// header of a request, so the auth layer is taken out of kube-rs's stack and put back on
+/// top of it, followed by a layer that registers the header's credential for redaction.
+fn build_client(mut config: kube::Config, server: &str) -> Result<kube::Client, KubeError> {
+    use kube::client::ConfigExt as _;
+    let create_error = |error: kube::Error| KubeError::Other {
+        action: format!("create a client for {server}"),
+        message: super::error::kube_text(&error),
+    };
+    let Some(auth) = config.auth_layer().map_err(create_error)? else {
+        // No header credential: none at all, or a client certificate.
+        return kube::Client::try_from(config).map_err(create_error);
+    };
+    // The layer above carries these now; left in, kube-rs would add a second auth layer
+    // (and run an exec plugin once more).
+    let user = &mut config.auth_info;
+    user.username = None;
+    user.password = None;
+    user.token = None;
+    user.token_file = None;
+    user.auth_provider = None;
+    user.exec = None;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(create_error)?;
+    // The auth layer's refreshing credentials need a service they can clone: the buffer.
+    let layer = tower::ServiceBuilder::new()
+        .layer(auth)
+        .map_request(register_credential)
+        .layer(tower::buffer::BufferLayer::new(1024));
+    Ok(builder.with_layer(&layer).build())
+}
+
+/// Registers the credential a request's Authorization header carries for redaction.
+fn register_credential(
+    request: http::Request<kube::client::Body>,
+) -> http::Request<kube::client::Body> {
+    if let Some(value) = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+    {
+        let credential = value
+            .split_once(' ')
+            .map_or(value, |(_, credential)| credential);
+        crate::redact::register(credential);
+    }
+    request
 }
 
 #[cfg(test)]

@@ -173,6 +173,38 @@ fn status_kind(reason: &str, code: u16) -> Kind {
     }
 }
 
+/// The text of a kube-rs error and its causes, except that an exec credential plugin's
+/// failure is told without what it printed on stdout (where a credential goes) and without
+/// kube-rs's rendering of the command (which lists its environment).
+pub fn kube_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        match current.downcast_ref::<kube::client::AuthError>() {
+            Some(kube::client::AuthError::AuthExecRun { out, .. }) => {
+                // kubectl shows a plugin's stderr as the plugin wrote it; so does this, cut.
+                let said = String::from_utf8_lossy(&out.stderr);
+                let said = said.trim();
+                let said: String = said.chars().take(500).collect();
+                return if said.is_empty() {
+                    format!("run the exec credential plugin: it failed ({})", out.status)
+                } else {
+                    format!(
+                        "run the exec credential plugin: it failed ({}): {said}",
+                        out.status
+                    )
+                };
+            }
+            Some(kube::client::AuthError::AuthExecParse(_)) => {
+                return "read the exec credential plugin's output: it is not an ExecCredential \
+                        (JSON or YAML)"
+                    .to_owned();
+            }
+            _ => cause = current.source(),
+        }
+    }
+    crate::kind::chain_text(error)
+}
+
 /// How many times a request was sent, shown in a message only when it was more than once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Attempts(pub u32);
@@ -239,12 +271,12 @@ impl KubeError {
             kube::Error::HyperError(_) | kube::Error::Service(_) => KubeError::Unreachable {
                 action: action.to_owned(),
                 server: server.to_owned(),
-                message: crate::kind::chain_text(&error),
+                message: kube_text(&error),
                 attempts: Attempts(1),
             },
             other => KubeError::Other {
                 action: action.to_owned(),
-                message: crate::kind::chain_text(&other),
+                message: kube_text(&other),
             },
         }
     }

@@ -1,5 +1,6 @@
-//! Context names for completion inside `connect("`: pachctl's config (`v2.contexts`) and the
-//! kubeconfig (`contexts[].name`), read directly so the REPL needs no client.
+//! Context names for completion inside `connect("`: pachctl's config (`v2.contexts`), read
+//! directly, and the kubeconfig's contexts, read by the same loader `kube::connect` uses
+//! (every file of `KUBECONFIG`, merged), so completion offers what connecting accepts.
 
 use std::path::{Path, PathBuf};
 
@@ -15,20 +16,6 @@ fn pach_config_path(preset: Option<&Path>) -> Option<PathBuf> {
         .or_else(|| home().map(|home| home.join(".pachyderm/config.json")))
 }
 
-/// The kubeconfig files: the host's preset path, each entry of `$KUBECONFIG`, or
-/// `~/.kube/config`.
-fn kubeconfig_paths(preset: Option<&Path>) -> Vec<PathBuf> {
-    if let Some(path) = preset {
-        return vec![path.to_path_buf()];
-    }
-    match std::env::var_os("KUBECONFIG") {
-        Some(list) => std::env::split_paths(&list).collect(),
-        None => home()
-            .map(|home| vec![home.join(".kube/config")])
-            .unwrap_or_default(),
-    }
-}
-
 /// Context names in a pachctl config document.
 pub fn pach_contexts(text: &str) -> Vec<String> {
     serde_json::from_str::<serde_json::Value>(text)
@@ -41,22 +28,6 @@ pub fn pach_contexts(text: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Context names in a kubeconfig document.
-pub fn kube_contexts(text: &str) -> Vec<String> {
-    serde_yaml::from_str::<serde_yaml::Value>(text)
-        .ok()
-        .and_then(|config| {
-            config.get("contexts").and_then(|contexts| {
-                contexts.as_sequence().map(|list| {
-                    list.iter()
-                        .filter_map(|context| context.get("name")?.as_str().map(str::to_owned))
-                        .collect()
-                })
-            })
-        })
-        .unwrap_or_default()
-}
-
 /// Every context name known to pachctl and kubectl, sorted, without duplicates.
 pub fn all(pach_config: Option<&Path>, kubeconfig: Option<&Path>) -> Vec<String> {
     let mut names = Vec::new();
@@ -65,10 +36,9 @@ pub fn all(pach_config: Option<&Path>, kubeconfig: Option<&Path>) -> Vec<String>
     {
         names.extend(pach_contexts(&text));
     }
-    for path in kubeconfig_paths(kubeconfig) {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            names.extend(kube_contexts(&text));
-        }
+    // A kubeconfig that cannot be read offers no names; connecting says why.
+    if let Ok(Some(loaded)) = crate::kube::config::load(None, kubeconfig) {
+        names.extend(crate::kube::config::contexts(&loaded.kubeconfig));
     }
     names.sort();
     names.dedup();
@@ -80,11 +50,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_pachctl_and_kubeconfig_context_names() {
+    fn reads_pachctl_context_names() {
         let pach = r#"{"user_id":"x","v2":{"active_context":"old","contexts":{"old":{"pachd_address":"grpc://a:1"},"new":{}}}}"#;
         assert_eq!(pach_contexts(pach), vec!["old", "new"]);
-        let kube = "apiVersion: v1\ncontexts:\n- name: kind-old\n  context: {cluster: a, user: b}\n- name: prod\n  context: {cluster: c, user: d}\n";
-        assert_eq!(kube_contexts(kube), vec!["kind-old", "prod"]);
         assert!(pach_contexts("not json").is_empty());
     }
 
@@ -94,7 +62,11 @@ mod tests {
         let pach = dir.path().join("pach.json");
         std::fs::write(&pach, r#"{"v2":{"contexts":{"sandbox-old":{}}}}"#).expect("write");
         let kube = dir.path().join("kube.yaml");
-        std::fs::write(&kube, "contexts:\n- name: sandbox-k8s\n").expect("write");
+        std::fs::write(
+            &kube,
+            "contexts:\n- name: sandbox-k8s\n  context: {cluster: a, user: b}\n",
+        )
+        .expect("write");
         assert_eq!(
             all(Some(&pach), Some(&kube)),
             vec!["sandbox-k8s", "sandbox-old"]

@@ -10,6 +10,7 @@ mod flows_real;
 mod host;
 mod hostile;
 mod kube;
+mod kube_config;
 mod kube_faults;
 mod pachd_client;
 mod python_conformance;

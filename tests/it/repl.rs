@@ -248,6 +248,36 @@ fn pty_tab_completes_a_method_of_a_typed_value() {
 }
 
 #[test]
+fn pty_tab_completes_connect_with_the_contexts_of_every_kubeconfig_file() {
+    let dir = temp_dir();
+    let context = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: {name}\n\
+             clusters: [{{name: c, cluster: {{server: 'http://127.0.0.1:9'}}}}]\n\
+             contexts: [{{name: {name}, context: {{cluster: c, user: u}}}}]\n"
+        )
+    };
+    let first = crate::support::write(dir.path(), "a.yaml", &context("alpha-first"));
+    let second = crate::support::write(dir.path(), "b.yaml", &context("beta-second"));
+    let list =
+        std::env::join_paths([first, dir.path().join("missing.yaml"), second]).expect("join");
+    let mut repl = Pty::spawn_with(
+        dir.path(),
+        &dir.path().join("history.txt"),
+        &[("KUBECONFIG", list.to_str().expect("utf-8"))],
+    );
+    repl.send("kube::connect(\"bet\t");
+    repl.expect("kube::connect(\"beta-second");
+    repl.send("\x03");
+    repl.prompt();
+    repl.send("kube::connect(\"alp\t");
+    repl.expect("kube::connect(\"alpha-first");
+    repl.send("\x03");
+    repl.prompt();
+    repl.quit();
+}
+
+#[test]
 fn pty_help_shows_the_doc_comment_and_example() {
     let dir = temp_dir();
     let mut repl = Pty::spawn(dir.path(), &dir.path().join("history.txt"));
