@@ -352,6 +352,7 @@ fn connect_with(call: &NativeCallContext, options: ConnectRequest) -> BindingRes
     let host = HostCtx::of(call)?;
     let mut connect = pachd::ConnectOptions::new(options.target);
     connect.config_path = host.options().pach_config.clone();
+    connect.kubeconfig = host.options().kubeconfig.clone();
     connect.token = options.token;
     connect.call_timeout = options.timeout.unwrap_or(host.options().call_timeout);
     if let Some(limit) = options.connect_timeout {

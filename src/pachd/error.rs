@@ -41,6 +41,14 @@ pub enum PachdError {
         /// Why there is no address.
         reason: String,
     },
+    /// The implicit port-forward to a pachd pod could not be set up.
+    #[error("port-forward to pachd for context {context:?}: {cause}")]
+    PortForward {
+        /// The pachctl context.
+        context: String,
+        /// What the Kubernetes side said (shown in the message, so not a `source`).
+        cause: crate::kube::KubeError,
+    },
     /// TLS settings are unusable.
     #[error("set up TLS for {address}: {reason}")]
     Tls {
@@ -225,6 +233,7 @@ impl Kinded for PachdError {
             PachdError::Config { .. } => Kind::Usage,
             PachdError::UnknownContext { .. } => Kind::NotFound,
             PachdError::NoAddress { .. } => Kind::Usage,
+            PachdError::PortForward { cause, .. } => cause.kind(),
             PachdError::Tls { .. } => Kind::Invalid,
             PachdError::Unreachable { .. } => Kind::Unavailable,
             PachdError::Unsupported { .. } | PachdError::WrongCluster { .. } => Kind::Invalid,
