@@ -7,6 +7,7 @@ pub mod kubeconfig;
 pub mod node;
 pub mod nodeport;
 pub mod patch;
+pub mod portforward;
 pub mod resources;
 pub mod seed;
 pub mod selector;
@@ -21,6 +22,7 @@ pub use kubeconfig::{
     write_sandbox_kubeconfig,
 };
 pub use nodeport::{NodePortForwarder, allocate_node_addr};
+pub use portforward::PodPorts;
 pub use seed::{PACHD_PORTS, SeedSpec};
 pub use server::serve;
 pub use state::{DeploymentHooks, KubeState, StateObserver, WatchEvent};
