@@ -12,6 +12,7 @@ mod hostile;
 mod kube;
 mod kube_faults;
 mod pachd_client;
+mod port_forward;
 mod python_conformance;
 mod quiesce_crash;
 mod real_pachd;
