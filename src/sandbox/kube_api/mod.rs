@@ -12,6 +12,7 @@ pub mod resources;
 pub mod seed;
 pub mod selector;
 pub mod server;
+pub mod spdy;
 pub mod state;
 pub mod status;
 pub mod table;

@@ -3,7 +3,8 @@
 //! data (`2i`) and error (`2i+1`), each opened by a frame carrying the port (two bytes,
 //! little-endian); then every binary message is one channel byte and the data. A pod's port
 //! reaches the backend registered for the pod's `app` label and that port ([`PodPorts`]),
-//! the way a container would listen on it.
+//! the way a container would listen on it. kubectl's SPDY/3.1 upgrade is served by
+//! [`super::spdy`].
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -115,12 +116,19 @@ pub fn upgrade(
             "unable to upgrade connection: pod {name} is not running"
         )));
     }
+    let app = pod["metadata"]["labels"]["app"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    if header_has(headers, header::UPGRADE, "SPDY/3.1") {
+        return spdy_upgrade(ports_of_pods, name, namespace, app, request);
+    }
     let ports = requested_ports(query)?;
     let is_websocket = header_has(headers, header::UPGRADE, "websocket");
     if !is_websocket {
         return Err(ApiError::bad_request(
-            "unable to upgrade connection: the ankus sandbox serves port-forwards over \
-             WebSocket (v4.channel.k8s.io, channel.k8s.io) only, not SPDY"
+            "unable to upgrade connection: a port-forward is a WebSocket (v4.channel.k8s.io, \
+             channel.k8s.io) or SPDY/3.1 (portforward.k8s.io) upgrade"
                 .to_owned(),
         ));
     }
@@ -148,10 +156,6 @@ pub fn upgrade(
         ));
     };
     let accept = derive_accept_key(key.as_bytes());
-    let app = pod["metadata"]["labels"]["app"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
     let backends: Vec<Option<SocketAddr>> = ports
         .iter()
         .map(|port| ports_of_pods.backend(&namespace, &app, *port))
@@ -178,6 +182,53 @@ pub fn upgrade(
         .header(header::UPGRADE, "websocket")
         .header(header::SEC_WEBSOCKET_ACCEPT, accept)
         .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
+        .body(Body::empty())
+        .map_err(|error| ApiError::bad_request(format!("unable to upgrade connection: {error}")))
+}
+
+/// Answers kubectl's `Upgrade: SPDY/3.1` request and serves the connection with
+/// [`super::spdy`].
+fn spdy_upgrade(
+    ports_of_pods: Arc<PodPorts>,
+    name: String,
+    namespace: String,
+    app: String,
+    mut request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    if !header_has(
+        request.headers(),
+        header::HeaderName::from_static("x-stream-protocol-version"),
+        super::spdy::PORT_FORWARD_PROTOCOL,
+    ) {
+        return Err(ApiError::bad_request(format!(
+            "unable to upgrade connection: the SPDY port-forward protocol is {}",
+            super::spdy::PORT_FORWARD_PROTOCOL
+        )));
+    }
+    let open = ports_of_pods.open.clone();
+    tokio::spawn(async move {
+        let upgraded = match hyper::upgrade::on(&mut request).await {
+            Ok(upgraded) => upgraded,
+            Err(error) => {
+                tracing::debug!("port-forward to {namespace}/{name}: upgrade failed: {error}");
+                return;
+            }
+        };
+        open.fetch_add(1, Ordering::SeqCst);
+        super::spdy::serve(TokioIo::new(upgraded), name, move |port| {
+            ports_of_pods.backend(&namespace, &app, port)
+        })
+        .await;
+        open.fetch_sub(1, Ordering::SeqCst);
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::UPGRADE, "SPDY/3.1")
+        .header(
+            "X-Stream-Protocol-Version",
+            super::spdy::PORT_FORWARD_PROTOCOL,
+        )
         .body(Body::empty())
         .map_err(|error| ApiError::bad_request(format!("unable to upgrade connection: {error}")))
 }
