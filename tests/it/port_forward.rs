@@ -164,3 +164,91 @@ fn a_port_forward_to_a_namespace_without_pachd_names_the_labels_and_the_namespac
         out.stderr
     );
 }
+
+/// A `kubectl port-forward` child, killed on drop.
+struct Kubectl(std::process::Child);
+
+impl Drop for Kubectl {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn kubectl_port_forward_reaches_the_sandbox_pachd_pod() {
+    use std::io::{BufRead, BufReader};
+    let dir = support::temp_dir();
+    let sandbox = start_sandbox(dir.path());
+    let kubectl = crate::kube::kubectl_path();
+    let pods = Command::new(&kubectl)
+        .args([
+            "get",
+            "pods",
+            "-n",
+            "old",
+            "-l",
+            "suite=pachyderm,app=pachd",
+            "-o",
+            "name",
+        ])
+        .env("KUBECONFIG", sandbox.kubeconfig_path())
+        .env("HOME", dir.path())
+        .output()
+        .expect("kubectl runs");
+    let pod = String::from_utf8_lossy(&pods.stdout)
+        .lines()
+        .next()
+        .expect("a pachd pod")
+        .to_owned();
+    let mut child = Kubectl(
+        Command::new(&kubectl)
+            .args(["port-forward", "-n", "old", &pod, "0:650"])
+            .env("KUBECONFIG", sandbox.kubeconfig_path())
+            .env("HOME", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubectl port-forward starts"),
+    );
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.0.stdout.take().expect("stdout"));
+    stdout
+        .read_line(&mut line)
+        .expect("kubectl prints where it listens");
+    // kubectl goes on printing ("Handling connection for ..."); a closed pipe would kill it.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    // "Forwarding from 127.0.0.1:PORT -> 650"
+    let local = line
+        .split_whitespace()
+        .nth(2)
+        .filter(|_| line.starts_with("Forwarding from 127.0.0.1:"))
+        .unwrap_or_else(|| panic!("kubectl port-forward did not start: {line:?}"))
+        .to_owned();
+
+    let old = sandbox.cluster("old").expect("old runs");
+    let list = |address: String| {
+        ankus::host::runtime::handle()
+            .block_on(async {
+                let client =
+                    PachdClient::connect(ConnectOptions::new(Target::Address(address))).await?;
+                client.list_repos().await
+            })
+            .expect("pachd lists its repos")
+            .into_iter()
+            .map(|repo| repo.name)
+            .collect::<Vec<String>>()
+    };
+    let direct = list(old.pachd_address());
+    assert!(!direct.is_empty(), "the sample data has repos");
+    assert_eq!(list(format!("grpc://{local}")), direct);
+
+    drop(child);
+    let pod_ports = sandbox.kube_state().pod_ports().clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pod_ports.open_forwards() > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(pod_ports.open_forwards(), 0, "the forward outlived kubectl");
+}
