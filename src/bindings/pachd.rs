@@ -538,7 +538,9 @@ pub mod pachd_api {
     /// `/pachctl/config.json` or `~/.pachyderm/config.json`, or the sandbox's config);
     /// anything else is an address (`grpc://`, `grpcs://`, `http://`, `https://` or
     /// `host:port`; port 30650 by default). Refuses pachd 2.x and a cluster other than the
-    /// context's `cluster_deployment_id`.
+    /// context's `cluster_deployment_id`. A context with no address (as `pachctl deploy`
+    /// writes them) is reached as pachctl reaches it: through a port-forward to a pachd pod,
+    /// using the kubeconfig with the context's `cluster_name`, `auth_info` and `namespace`.
     ///
     /// ```rhai
     /// let old = pachd::connect("old");
