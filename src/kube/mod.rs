@@ -15,6 +15,6 @@ pub use client::{
 };
 pub use error::KubeError;
 pub use objects::{Condition, Namespace, Pod, Service, ServicePort, Workload};
-pub use portforward::ForwardedStream;
+pub use portforward::{ForwardedStream, PodReport};
 pub use quiesce::{MARK_ANNOTATION, QuiesceMark};
 pub use saved::SavedObject;

@@ -2,6 +2,7 @@
 //! kube-rs, one connection per forwarded stream (the way pachctl reaches a context that has
 //! no address). Nothing listens on a local port: the stream is handed to the caller.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -16,7 +17,12 @@ use super::error::KubeError;
 /// WebSocket connection that carries it.
 pub struct ForwardedStream {
     stream: DuplexStream,
-    /// Kept so the forward's task and error channel live as long as the stream.
+    /// What the pod side reported on the port's error channel; read when the stream ends,
+    /// so a refused port reads as that error rather than as an empty stream.
+    error: Option<Pin<Box<dyn Future<Output = Option<String>> + Send>>>,
+    /// Where that report is also left for the caller (see [`ForwardedStream::report_to`]).
+    report: Option<PodReport>,
+    /// Kept so the forward's task lives as long as the stream.
     _forwarder: kube::api::Portforwarder,
 }
 
@@ -26,12 +32,47 @@ impl std::fmt::Debug for ForwardedStream {
     }
 }
 
+/// A slot the pod side's report on a forwarded stream is left in, for a caller whose own
+/// errors lose the stream's (hyper reports a broken connection as just "closed").
+pub type PodReport = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
+impl ForwardedStream {
+    /// Leaves the pod side's report in `report` too when the stream fails.
+    pub fn report_to(mut self, report: PodReport) -> ForwardedStream {
+        self.report = Some(report);
+        self
+    }
+
+    /// The pod side's report, once it came: a refused port reads as that error rather than
+    /// as a stream that never answers, ends, or breaks. Polling it wakes the reader when
+    /// the report arrives.
+    fn pod_error(&mut self, cx: &mut Context<'_>) -> Option<std::io::Error> {
+        let message = match self.error.as_mut()?.as_mut().poll(cx) {
+            Poll::Ready(message) => message,
+            Poll::Pending => return None,
+        };
+        self.error = None;
+        let message = message?;
+        if let Some(report) = &self.report {
+            *report
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(message.clone());
+        }
+        Some(std::io::Error::other(message))
+    }
+}
+
 impl AsyncRead for ForwardedStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        // Asked first, and whether or not data is waiting: a refused port sends nothing on
+        // the data channel, and the connection may stay open.
+        if let Some(error) = self.pod_error(cx) {
+            return Poll::Ready(Err(error));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
@@ -42,11 +83,17 @@ impl AsyncWrite for ForwardedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(Err(error)) => Poll::Ready(Err(self.pod_error(cx).unwrap_or(error))),
+            other => other,
+        }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        match Pin::new(&mut self.stream).poll_flush(cx) {
+            Poll::Ready(Err(error)) => Poll::Ready(Err(self.pod_error(cx).unwrap_or(error))),
+            other => other,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -113,8 +160,13 @@ impl KubeClient {
                 action: action.clone(),
                 message: "the forward has no stream for the port".to_owned(),
             })?;
+        let error = forwarder
+            .take_error(port)
+            .map(|error| Box::pin(error) as Pin<Box<dyn Future<Output = Option<String>> + Send>>);
         Ok(ForwardedStream {
             stream,
+            error,
+            report: None,
             _forwarder: forwarder,
         })
     }

@@ -257,14 +257,18 @@ async fn pod_connector(
     forward: &config::PortForward,
     options: &ConnectOptions,
 ) -> Result<
-    impl tower::Service<
-        http::Uri,
-        Response = hyper_util::rt::TokioIo<crate::kube::ForwardedStream>,
-        Error = crate::kube::KubeError,
-        Future = impl Send,
-    > + Clone
-    + Send
-    + 'static,
+    (
+        impl tower::Service<
+            http::Uri,
+            Response = hyper_util::rt::TokioIo<crate::kube::ForwardedStream>,
+            Error = crate::kube::KubeError,
+            Future = impl Send,
+        > + Clone
+        + Send
+        + 'static,
+        String,
+        crate::kube::PodReport,
+    ),
     PachdError,
 > {
     let failed = |cause| PachdError::PortForward {
@@ -289,15 +293,19 @@ async fn pod_connector(
         "port-forwarding to pachd"
     );
     let target: Arc<(crate::kube::KubeClient, String, String, u16)> =
-        Arc::new((kube, forward.namespace.clone(), pod, forward.port));
-    Ok(tower::service_fn(move |_: http::Uri| {
+        Arc::new((kube, forward.namespace.clone(), pod.clone(), forward.port));
+    let report = crate::kube::PodReport::default();
+    let reports = report.clone();
+    let connector = tower::service_fn(move |_: http::Uri| {
         let target = target.clone();
+        let report = reports.clone();
         async move {
             let (kube, namespace, pod, port) = &*target;
             let stream = kube.forward_port(namespace, pod, *port).await?;
-            Ok(hyper_util::rt::TokioIo::new(stream))
+            Ok(hyper_util::rt::TokioIo::new(stream.report_to(report)))
         }
-    }))
+    });
+    Ok((connector, pod, report))
 }
 
 impl PachdClient {
@@ -319,7 +327,7 @@ impl PachdClient {
         options: &ConnectOptions,
     ) -> Result<PachdClient, PachdError> {
         let address = resolved.address.clone();
-        let qualified = address.qualified();
+        let mut qualified = address.qualified();
         let mut endpoint =
             Endpoint::from_shared(address.endpoint_uri()).map_err(|error| PachdError::Address {
                 address: qualified.clone(),
@@ -346,10 +354,16 @@ impl PachdClient {
                 reason: crate::kind::chain_text(&error),
             })?;
         }
+        let mut pod_report = None;
         let connecting = match &resolved.port_forward {
             None => endpoint.connect().boxed(),
             Some(forward) => {
-                let connector = pod_connector(&resolved, forward, options).await?;
+                let (connector, pod, report) = pod_connector(&resolved, forward, options).await?;
+                pod_report = Some(report);
+                qualified = format!(
+                    "port {} of pod {pod} in namespace {} (a port-forward)",
+                    forward.port, forward.namespace
+                );
                 endpoint.connect_with_connector(connector).boxed()
             }
         };
@@ -408,6 +422,20 @@ impl PachdClient {
         };
         let version = match client.get_version().await {
             Ok(version) => version,
+            // The pod side refused the port (pachd not listening): say so, not "closed".
+            Err(PachdError::Rpc { .. })
+                if let Some(reason) = pod_report.as_ref().and_then(|report| {
+                    report
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .clone()
+                }) =>
+            {
+                return Err(PachdError::Unreachable {
+                    address: qualified,
+                    reason,
+                });
+            }
             Err(PachdError::Rpc {
                 code: tonic::Code::Unimplemented,
                 ..

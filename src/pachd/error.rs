@@ -160,7 +160,19 @@ impl PachdError {
             operation: operation.into(),
             kind: kind_of_status(status),
             code: status.code(),
-            message: status.message().to_owned(),
+            // A transport failure's Status says only "transport error"; why is in its
+            // sources (e.g. the pod side of a port-forward refusing the port).
+            message: match std::error::Error::source(status) {
+                Some(source) => {
+                    let cause = crate::kind::chain_text(source);
+                    if cause.contains(status.message()) {
+                        cause
+                    } else {
+                        format!("{}: {cause}", status.message())
+                    }
+                }
+                None => status.message().to_owned(),
+            },
         }
     }
 

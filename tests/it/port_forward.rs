@@ -143,6 +143,31 @@ fn a_pachctl_deploy_context_without_pachd_address_connects_through_a_port_forwar
 }
 
 #[test]
+fn a_port_forward_to_a_pod_whose_pachd_is_down_names_the_pod_and_the_pod_side_error() {
+    let dir = support::temp_dir();
+    let sandbox = start_sandbox(dir.path());
+    ankus::host::runtime::handle().block_on(sandbox.stop_cluster("old"));
+    let kubeconfig = misleading_kubeconfig(&sandbox, dir.path());
+    let config = deploy_context_config(dir.path(), "old");
+    let out = run_script(
+        dir.path(),
+        &kubeconfig,
+        &config,
+        "let c = pachd::connect(); c.repos().len()",
+    );
+    assert_ne!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains("connect to pachd at port 650 of pod pachd-")
+            && out.stderr.contains(
+                "in namespace old (a port-forward): error forwarding port 650 to pod pachd-"
+            ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_port_forward_to_a_namespace_without_pachd_names_the_labels_and_the_namespace() {
     let dir = support::temp_dir();
     let sandbox = start_sandbox(dir.path());

@@ -326,7 +326,10 @@ async fn forward<S>(
         }
     }
     drop(sender);
-    while open_ports > 0 {
+    // With no port connected, the connection stays open until the client closes it, as a
+    // kubelet's does: closing it first could cut the error report off in the client.
+    let any_connected = open_ports > 0;
+    while open_ports > 0 || !any_connected {
         tokio::select! {
             message = socket.next() => match message {
                 Some(Ok(Message::Binary(bytes))) if !bytes.is_empty() => {
@@ -341,7 +344,7 @@ async fn forward<S>(
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                 Some(Ok(_)) => {}
             },
-            item = receiver.recv() => match item {
+            item = receiver.recv(), if any_connected => match item {
                 Some(FromPort::Data(channel, data)) => {
                     if socket.send(frame(channel, &data)).await.is_err() {
                         break;
