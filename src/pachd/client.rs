@@ -273,7 +273,7 @@ async fn pod_connector(
 > {
     let failed = |cause| PachdError::PortForward {
         context: resolved.context.clone().unwrap_or_default(),
-        cause,
+        cause: Box::new(cause),
     };
     let kube = crate::kube::KubeClient::connect(&crate::kube::ConnectOptions {
         preset_kubeconfig: options.kubeconfig.clone(),

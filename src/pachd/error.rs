@@ -46,8 +46,9 @@ pub enum PachdError {
     PortForward {
         /// The pachctl context.
         context: String,
-        /// What the Kubernetes side said (shown in the message, so not a `source`).
-        cause: crate::kube::KubeError,
+        /// What the Kubernetes side said (shown in the message, so not a `source`; boxed,
+        /// as it is larger than every other variant).
+        cause: Box<crate::kube::KubeError>,
     },
     /// TLS settings are unusable.
     #[error("set up TLS for {address}: {reason}")]
