@@ -307,6 +307,7 @@ mod support {
             kubeconfig: option_text(options, "kubeconfig").map(PathBuf::from),
             preset_kubeconfig: host.options().kubeconfig.clone(),
             timeout: None,
+            ..ConnectOptions::default()
         }
     }
 

@@ -352,6 +352,7 @@ fn connect_with(call: &NativeCallContext, options: ConnectRequest) -> BindingRes
     let host = HostCtx::of(call)?;
     let mut connect = pachd::ConnectOptions::new(options.target);
     connect.config_path = host.options().pach_config.clone();
+    connect.kubeconfig = host.options().kubeconfig.clone();
     connect.token = options.token;
     connect.call_timeout = options.timeout.unwrap_or(host.options().call_timeout);
     if let Some(limit) = options.connect_timeout {
@@ -537,7 +538,9 @@ pub mod pachd_api {
     /// `/pachctl/config.json` or `~/.pachyderm/config.json`, or the sandbox's config);
     /// anything else is an address (`grpc://`, `grpcs://`, `http://`, `https://` or
     /// `host:port`; port 30650 by default). Refuses pachd 2.x and a cluster other than the
-    /// context's `cluster_deployment_id`.
+    /// context's `cluster_deployment_id`. A context with no address (as `pachctl deploy`
+    /// writes them) is reached as pachctl reaches it: through a port-forward to a pachd pod,
+    /// using the kubeconfig with the context's `cluster_name`, `auth_info` and `namespace`.
     ///
     /// ```rhai
     /// let old = pachd::connect("old");

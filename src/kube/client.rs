@@ -35,6 +35,11 @@ pub struct ConnectOptions {
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig path preset by the host (the sandbox); before `KUBECONFIG`.
     pub preset_kubeconfig: Option<PathBuf>,
+    /// A kubeconfig cluster to use instead of the context's (a pachctl context's
+    /// `cluster_name`, as pachctl's port-forward overrides it).
+    pub cluster: Option<String>,
+    /// A kubeconfig user to use instead of the context's (a pachctl context's `auth_info`).
+    pub user: Option<String>,
     /// How long one request may take ([`DEFAULT_REQUEST_TIMEOUT`] when absent). Watches are
     /// bounded by their own timeout instead.
     pub timeout: Option<Duration>,
@@ -352,7 +357,7 @@ pub struct WatchItem {
 /// A connection to one cluster, in one context and default namespace.
 #[derive(Clone)]
 pub struct KubeClient {
-    client: kube::Client,
+    pub(super) client: kube::Client,
     context: Arc<str>,
     namespace: Arc<str>,
     server: Arc<str>,
@@ -493,7 +498,8 @@ impl KubeClient {
                 let proxy_url = config::context_proxy_url(&kubeconfig, &context);
                 let kube_options = kube::config::KubeConfigOptions {
                     context: Some(context.clone()),
-                    ..Default::default()
+                    cluster: options.cluster.clone(),
+                    user: options.user.clone(),
                 };
                 let client_config = kube::Config::from_custom_kubeconfig(kubeconfig, &kube_options)
                     .await

@@ -126,6 +126,14 @@ pub enum KubeError {
         #[source]
         source: std::io::Error,
     },
+    /// No pod carries the labels a port-forward looks for.
+    #[error("find a pod to port-forward to: no pods labelled {selector} in namespace {namespace}")]
+    NoPods {
+        /// The label selector.
+        selector: String,
+        /// The namespace searched.
+        namespace: String,
+    },
     /// Anything else the client library reported.
     #[error("{action}: {message}")]
     Other {
@@ -151,6 +159,7 @@ impl Kinded for KubeError {
             KubeError::Timeout { .. } => Kind::Timeout,
             KubeError::KeptChanging { .. } | KubeError::Held { .. } => Kind::Conflict,
             KubeError::Io { .. } => Kind::Io,
+            KubeError::NoPods { .. } => Kind::NotFound,
             KubeError::Other { .. } => Kind::Failed,
         }
     }

@@ -6,6 +6,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod objects;
+pub mod portforward;
 pub mod quiesce;
 pub mod saved;
 
@@ -14,5 +15,6 @@ pub use client::{
 };
 pub use error::KubeError;
 pub use objects::{Condition, Namespace, Pod, Service, ServicePort, Workload};
+pub use portforward::{ForwardedStream, PodReport};
 pub use quiesce::{MARK_ANNOTATION, QuiesceMark};
 pub use saved::SavedObject;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt as _, Stream, StreamExt};
 use prost::Message as _;
 use tonic::metadata::{AsciiMetadataValue, MetadataValue};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
@@ -53,6 +53,9 @@ pub struct ConnectOptions {
     pub config_path: Option<PathBuf>,
     /// The environment (`PACH_CONFIG`, `PACH_CONTEXT`, `PACHD_ADDRESS`, ...).
     pub env: ConfigEnv,
+    /// The kubeconfig a port-forward to a pachd pod reads before `KUBECONFIG` and
+    /// `~/.kube/config` (the host's preset, e.g. the sandbox's).
+    pub kubeconfig: Option<PathBuf>,
     /// Limit for establishing the connection.
     pub connect_timeout: Duration,
     /// Deadline of each unary call.
@@ -72,6 +75,7 @@ impl ConnectOptions {
             token: None,
             config_path: None,
             env: ConfigEnv::from_process(),
+            kubeconfig: None,
             connect_timeout: Duration::from_secs(10),
             call_timeout: Duration::from_secs(60),
             retries: 4,
@@ -245,6 +249,65 @@ fn metadata_value(what: &str, text: &str) -> Result<AsciiMetadataValue, PachdErr
         .map_err(|_| PachdError::Invalid(format!("use the {what}: it is not printable ASCII")))
 }
 
+/// A connector that opens every connection of the channel as a port-forward to the pachd
+/// pod pachctl would pick (see [`config::PortForward`]): one pod, chosen once, and one
+/// WebSocket per connection, closed with it.
+async fn pod_connector(
+    resolved: &ResolvedContext,
+    forward: &config::PortForward,
+    options: &ConnectOptions,
+) -> Result<
+    (
+        impl tower::Service<
+            http::Uri,
+            Response = hyper_util::rt::TokioIo<crate::kube::ForwardedStream>,
+            Error = crate::kube::KubeError,
+            Future = impl Send,
+        > + Clone
+        + Send
+        + 'static,
+        String,
+        crate::kube::PodReport,
+    ),
+    PachdError,
+> {
+    let failed = |cause| PachdError::PortForward {
+        context: resolved.context.clone().unwrap_or_default(),
+        cause: Box::new(cause),
+    };
+    let kube = crate::kube::KubeClient::connect(&crate::kube::ConnectOptions {
+        preset_kubeconfig: options.kubeconfig.clone(),
+        cluster: forward.cluster_name.clone(),
+        user: forward.auth_info.clone(),
+        ..crate::kube::ConnectOptions::default()
+    })
+    .await
+    .map_err(failed)?;
+    let pod = kube
+        .pick_pod(&forward.namespace, "suite=pachyderm,app=pachd")
+        .await
+        .map_err(failed)?;
+    tracing::debug!(
+        pod,
+        namespace = forward.namespace,
+        "port-forwarding to pachd"
+    );
+    let target: Arc<(crate::kube::KubeClient, String, String, u16)> =
+        Arc::new((kube, forward.namespace.clone(), pod.clone(), forward.port));
+    let report = crate::kube::PodReport::default();
+    let reports = report.clone();
+    let connector = tower::service_fn(move |_: http::Uri| {
+        let target = target.clone();
+        let report = reports.clone();
+        async move {
+            let (kube, namespace, pod, port) = &*target;
+            let stream = kube.forward_port(namespace, pod, *port).await?;
+            Ok(hyper_util::rt::TokioIo::new(stream.report_to(report)))
+        }
+    });
+    Ok((connector, pod, report))
+}
+
 impl PachdClient {
     /// Resolves `options.target` and connects.
     pub async fn connect(options: ConnectOptions) -> Result<PachdClient, PachdError> {
@@ -264,7 +327,7 @@ impl PachdClient {
         options: &ConnectOptions,
     ) -> Result<PachdClient, PachdError> {
         let address = resolved.address.clone();
-        let qualified = address.qualified();
+        let mut qualified = address.qualified();
         let mut endpoint =
             Endpoint::from_shared(address.endpoint_uri()).map_err(|error| PachdError::Address {
                 address: qualified.clone(),
@@ -291,8 +354,20 @@ impl PachdClient {
                 reason: crate::kind::chain_text(&error),
             })?;
         }
-        let channel = match tokio::time::timeout(options.connect_timeout, endpoint.connect()).await
-        {
+        let mut pod_report = None;
+        let connecting = match &resolved.port_forward {
+            None => endpoint.connect().boxed(),
+            Some(forward) => {
+                let (connector, pod, report) = pod_connector(&resolved, forward, options).await?;
+                pod_report = Some(report);
+                qualified = format!(
+                    "port {} of pod {pod} in namespace {} (a port-forward)",
+                    forward.port, forward.namespace
+                );
+                endpoint.connect_with_connector(connector).boxed()
+            }
+        };
+        let channel = match tokio::time::timeout(options.connect_timeout, connecting).await {
             Err(_) => {
                 return Err(PachdError::Unreachable {
                     address: qualified,
@@ -347,6 +422,20 @@ impl PachdClient {
         };
         let version = match client.get_version().await {
             Ok(version) => version,
+            // The pod side refused the port (pachd not listening): say so, not "closed".
+            Err(PachdError::Rpc { .. })
+                if let Some(reason) = pod_report.as_ref().and_then(|report| {
+                    report
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .clone()
+                }) =>
+            {
+                return Err(PachdError::Unreachable {
+                    address: qualified,
+                    reason,
+                });
+            }
             Err(PachdError::Rpc {
                 code: tonic::Code::Unimplemented,
                 ..

@@ -1,6 +1,7 @@
 //! pachctl's config file and context resolution, read exactly as pachctl 1.9.11–1.13 does
-//! (`config.Read`, `NewOnUserMachine`), except that nothing is ever written back and no
-//! implicit kubectl port-forward is started.
+//! (`config.Read`, `NewOnUserMachine`), except that nothing is ever written back. A context
+//! with no address (as `pachctl deploy` makes them) is reached as pachctl reaches it: through
+//! a port-forward to a pachd pod ([`PortForward`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -85,6 +86,12 @@ pub struct Context {
     pub active_transaction: String,
     /// `cluster_deployment_id` (1.10+).
     pub cluster_deployment_id: String,
+    /// `cluster_name`: the kubeconfig cluster of the implicit port-forward.
+    pub cluster_name: String,
+    /// `auth_info`: the kubeconfig user of the implicit port-forward.
+    pub auth_info: String,
+    /// `namespace`: where the implicit port-forward looks for the pachd pod.
+    pub namespace: String,
     /// `port_forwarders`: service name → local port.
     pub port_forwarders: BTreeMap<String, u32>,
 }
@@ -235,6 +242,27 @@ impl Target {
     }
 }
 
+/// The port pachd serves its gRPC API on inside its pod, which the implicit port-forward
+/// reaches (pachctl's `RunForDaemon(0, 650)`).
+pub const PACHD_POD_PORT: u16 = 650;
+
+/// How pachctl reaches a context that has no address: a port-forward to a pachd pod, through
+/// the kubeconfig's current context with the pachctl context's `cluster_name` and
+/// `auth_info` in place of its cluster and user (`config.KubeConfig`'s overrides), to a pod
+/// labelled `suite=pachyderm,app=pachd` in the pachctl context's `namespace`, else
+/// `default` (the kube context's own namespace is not used, as in `NewPortForwarder`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortForward {
+    /// The kubeconfig cluster to use instead of the current context's.
+    pub cluster_name: Option<String>,
+    /// The kubeconfig user to use instead of the current context's.
+    pub auth_info: Option<String>,
+    /// The namespace of the pachd pod.
+    pub namespace: String,
+    /// The pod port.
+    pub port: u16,
+}
+
 /// Everything needed to open the connection.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ResolvedContext {
@@ -254,6 +282,9 @@ pub struct ResolvedContext {
     pub cluster_deployment_id: Option<String>,
     /// Where the address came from, for messages (`$PACHD_ADDRESS`, a context, ...).
     pub address_source: String,
+    /// Set when pachd is reached through a port-forward to its pod; `address` is then only
+    /// the name the channel is opened under.
+    pub port_forward: Option<PortForward>,
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -329,6 +360,7 @@ pub fn resolve(
         active_transaction: non_empty(&context.active_transaction),
         cluster_deployment_id: non_empty(&context.cluster_deployment_id),
         address_source: format!("context {name:?}"),
+        port_forward: None,
     };
     let env_address = match target {
         Target::Active => env_address,
@@ -369,12 +401,22 @@ pub fn resolve(
         };
         resolved.address_source = format!("context {name:?} (port_forwarders.pachd)");
     } else {
-        return Err(PachdError::NoAddress {
-            context: name,
-            reason: "it has no pachd_address (pachctl would start a kubectl port-forward; \
-                     ankus does not: set pachd_address or pass an address)"
-                .to_owned(),
-        });
+        let forward = PortForward {
+            cluster_name: non_empty(&context.cluster_name),
+            auth_info: non_empty(&context.auth_info),
+            namespace: non_empty(&context.namespace).unwrap_or_else(|| "default".to_owned()),
+            port: PACHD_POD_PORT,
+        };
+        resolved.address = PachdAddress {
+            transport: Transport::Plaintext,
+            host: "localhost".to_owned(),
+            port: PACHD_POD_PORT,
+        };
+        resolved.address_source = format!(
+            "context {name:?} (no pachd_address: a port-forward to the pachd pod in namespace {})",
+            forward.namespace
+        );
+        resolved.port_forward = Some(forward);
     }
     Ok(resolved)
 }
@@ -389,6 +431,7 @@ fn address_only(text: &str) -> Result<ResolvedContext, PachdError> {
         active_transaction: None,
         cluster_deployment_id: None,
         address_source: "the given address".to_owned(),
+        port_forward: None,
     })
 }
 
@@ -589,10 +632,44 @@ mod tests {
         let env = fixture.env();
         let fwd = resolve(&env, Some(&path), &Target::Context("fwd".into())).expect("resolves");
         assert_eq!(fwd.address.qualified(), "grpc://localhost:40650");
-        let error = resolve(&env, Some(&path), &Target::Context("bare".into())).expect_err("no");
+        let bare = resolve(&env, Some(&path), &Target::Context("bare".into())).expect("resolves");
+        assert_eq!(
+            bare.port_forward,
+            Some(PortForward {
+                cluster_name: None,
+                auth_info: None,
+                namespace: "default".to_owned(),
+                port: 650,
+            })
+        );
+    }
+
+    #[test]
+    fn a_pachctl_deploy_context_without_an_address_resolves_to_a_port_forward() {
+        // What `pachctl deploy` (contextCreate) writes: the kube context's cluster and user,
+        // the namespace deployed to, and no address.
+        let fixture = Fixture::new();
+        let path = fixture.write(
+            "config.json",
+            r#"{"user_id":"u","v2":{"active_context":"local","contexts":{"local":{
+                "source":3,"cluster_name":"kind-pach","auth_info":"kind-pach-admin",
+                "namespace":"pachyderm","cluster_deployment_id":"dep-1"}},"metrics":true}}"#,
+        );
+        let resolved = resolve(&fixture.env(), Some(&path), &Target::Active).expect("resolves");
+        assert_eq!(
+            resolved.port_forward,
+            Some(PortForward {
+                cluster_name: Some("kind-pach".to_owned()),
+                auth_info: Some("kind-pach-admin".to_owned()),
+                namespace: "pachyderm".to_owned(),
+                port: 650,
+            })
+        );
+        assert_eq!(resolved.cluster_deployment_id.as_deref(), Some("dep-1"));
         assert!(
-            error.to_string().contains("has no pachd_address"),
-            "{error}"
+            resolved.address_source.contains("port-forward"),
+            "{}",
+            resolved.address_source
         );
     }
 

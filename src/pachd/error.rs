@@ -41,6 +41,15 @@ pub enum PachdError {
         /// Why there is no address.
         reason: String,
     },
+    /// The implicit port-forward to a pachd pod could not be set up.
+    #[error("port-forward to pachd for context {context:?}: {cause}")]
+    PortForward {
+        /// The pachctl context.
+        context: String,
+        /// What the Kubernetes side said (shown in the message, so not a `source`; boxed,
+        /// as it is larger than every other variant).
+        cause: Box<crate::kube::KubeError>,
+    },
     /// TLS settings are unusable.
     #[error("set up TLS for {address}: {reason}")]
     Tls {
@@ -152,7 +161,19 @@ impl PachdError {
             operation: operation.into(),
             kind: kind_of_status(status),
             code: status.code(),
-            message: status.message().to_owned(),
+            // A transport failure's Status says only "transport error"; why is in its
+            // sources (e.g. the pod side of a port-forward refusing the port).
+            message: match std::error::Error::source(status) {
+                Some(source) => {
+                    let cause = crate::kind::chain_text(source);
+                    if cause.contains(status.message()) {
+                        cause
+                    } else {
+                        format!("{}: {cause}", status.message())
+                    }
+                }
+                None => status.message().to_owned(),
+            },
         }
     }
 
@@ -225,6 +246,7 @@ impl Kinded for PachdError {
             PachdError::Config { .. } => Kind::Usage,
             PachdError::UnknownContext { .. } => Kind::NotFound,
             PachdError::NoAddress { .. } => Kind::Usage,
+            PachdError::PortForward { cause, .. } => cause.kind(),
             PachdError::Tls { .. } => Kind::Invalid,
             PachdError::Unreachable { .. } => Kind::Unavailable,
             PachdError::Unsupported { .. } | PachdError::WrongCluster { .. } => Kind::Invalid,

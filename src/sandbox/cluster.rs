@@ -62,6 +62,10 @@ impl SandboxConfig {
     }
 }
 
+/// The container port of pachd's gRPC API (`api-grpc-port`), where a port-forward to a pachd
+/// pod lands.
+const PACHD_CONTAINER_PORT: u16 = 650;
+
 /// One running cluster of the sandbox.
 #[derive(Clone, Debug)]
 pub struct ClusterHandle {
@@ -467,6 +471,11 @@ impl Sandbox {
         if let Some(forwarder) = lock(&self.shared.kube.forwarders).get(name) {
             forwarder.set_backend("api-grpc-port", address);
         }
+        self.shared
+            .kube
+            .state
+            .pod_ports()
+            .set(name, "pachd", PACHD_CONTAINER_PORT, address);
         self.write_files()?;
         Ok(handle)
     }
@@ -484,6 +493,11 @@ impl Sandbox {
             if let Some(forwarder) = lock(&self.shared.kube.forwarders).get(name) {
                 forwarder.clear_backend("api-grpc-port");
             }
+            self.shared
+                .kube
+                .state
+                .pod_ports()
+                .clear(name, "pachd", PACHD_CONTAINER_PORT);
             running.shutdown.cancel();
             if let Some(task) = running.task.take() {
                 let _ = task.await;

@@ -13,6 +13,7 @@ mod kube;
 mod kube_config;
 mod kube_faults;
 mod pachd_client;
+mod port_forward;
 mod python_conformance;
 mod quiesce_crash;
 mod real_pachd;

@@ -7,10 +7,12 @@ pub mod kubeconfig;
 pub mod node;
 pub mod nodeport;
 pub mod patch;
+pub mod portforward;
 pub mod resources;
 pub mod seed;
 pub mod selector;
 pub mod server;
+pub mod spdy;
 pub mod state;
 pub mod status;
 pub mod table;
@@ -21,6 +23,7 @@ pub use kubeconfig::{
     write_sandbox_kubeconfig,
 };
 pub use nodeport::{NodePortForwarder, allocate_node_addr};
+pub use portforward::PodPorts;
 pub use seed::{PACHD_PORTS, SeedSpec};
 pub use server::serve;
 pub use state::{DeploymentHooks, KubeState, StateObserver, WatchEvent};

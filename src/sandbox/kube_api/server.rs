@@ -47,7 +47,13 @@ pub async fn serve(
         state,
         stop: stop.clone(),
     };
-    let router = Router::new().fallback(handle).with_state(app);
+    let router = Router::new()
+        .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/portforward",
+            axum::routing::any(port_forward),
+        )
+        .fallback(handle)
+        .with_state(app);
     let stop_on_shutdown = stop.clone();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
@@ -262,6 +268,27 @@ async fn handle(
         }
     };
     result.unwrap_or_else(|error| error_response(&error))
+}
+
+/// `pods/NAME/portforward`: a WebSocket upgrade (see [`super::portforward`]).
+async fn port_forward(
+    State(app): State<App>,
+    axum::extract::Path((namespace, name)): axum::extract::Path<(String, String)>,
+    request: axum::extract::Request,
+) -> Response {
+    let served = (|| {
+        authenticate(request.headers(), request.uri().path())?;
+        let pods = resources::find("", "v1", "pods").ok_or_else(ApiError::no_such_resource)?;
+        let pod = app.state.get(pods, &namespace, &name)?;
+        let query = request.uri().query().map(str::to_owned);
+        super::portforward::upgrade(
+            app.state.pod_ports().clone(),
+            &pod,
+            query.as_deref(),
+            request,
+        )
+    })();
+    served.unwrap_or_else(|error| error_response(&error))
 }
 
 /// Checks the request's bearer token as an API server's token authenticator does: a wrong
@@ -681,6 +708,13 @@ fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "namespaced": true,
                 "kind": "Pod",
                 "verbs": ["get"],
+            }));
+            entries.push(json!({
+                "name": "pods/portforward",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "PodPortForwardOptions",
+                "verbs": ["create", "get"],
             }));
         }
     }

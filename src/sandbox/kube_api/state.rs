@@ -149,6 +149,7 @@ pub struct KubeState {
     events: broadcast::Sender<WatchEvent>,
     hooks: Mutex<Vec<Arc<dyn DeploymentHooks>>>,
     observers: Mutex<Vec<Arc<dyn StateObserver>>>,
+    pod_ports: Arc<super::portforward::PodPorts>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1329,6 +1330,7 @@ impl KubeState {
             events,
             hooks: Mutex::new(Vec::new()),
             observers: Mutex::new(Vec::new()),
+            pod_ports: Arc::default(),
         };
         {
             let mut store = lock(&state.store);
@@ -1352,6 +1354,11 @@ impl KubeState {
     /// Registers callbacks for pachd Deployments appearing and going away.
     pub fn add_hooks(&self, hooks: Arc<dyn DeploymentHooks>) {
         lock(&self.hooks).push(hooks);
+    }
+
+    /// Where the pods' ports lead, for port-forwards.
+    pub fn pod_ports(&self) -> &Arc<super::portforward::PodPorts> {
+        &self.pod_ports
     }
 
     /// Registers an observer of every change.
