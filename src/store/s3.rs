@@ -88,12 +88,7 @@ pub fn build(
         .or_else(|| env("AWS_ENDPOINT_URL"))
         .or_else(|| env("AWS_ENDPOINT"));
     let mut region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
-    let mut has_key = env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some();
-    let ambient = env("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
-        || env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
-        || env("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some();
     let mut anonymous = false;
-    let mut imds = false;
     let mut virtual_hosted = false;
     let mut allow_http = None;
     let mut option_key = None;
@@ -110,7 +105,11 @@ pub fn build(
             "virtual_hosted_style" => virtual_hosted = option_bool(url, key, value)?,
             "allow_http" => allow_http = Some(option_bool(url, key, value)?),
             "anonymous" => anonymous = option_bool(url, key, value)?,
-            "imds" => imds = option_bool(url, key, value)?,
+            "imds" => {
+                // Kept for scripts written when instance metadata had to be asked for: the
+                // chain always ends with it (AWS_EC2_METADATA_DISABLED=true skips it).
+                option_bool(url, key, value)?;
+            }
             "create" | "request_timeout" => {}
             "list_page" => {
                 list_page = value
@@ -139,19 +138,10 @@ pub fn build(
             builder = builder
                 .with_access_key_id(key_id)
                 .with_secret_access_key(secret);
-            has_key = true;
         }
         (None, None) => {}
         (Some(_), None) => return Err(bad("access_key_id", "needs secret_access_key too")),
         (None, Some(_)) => return Err(bad("secret_access_key", "needs access_key_id too")),
-    }
-    if !(has_key || ambient || anonymous || imds) {
-        return Err(StoreError::MissingCredentials {
-            url: url.to_string(),
-            hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass access_key_id and \
-                   secret_access_key, or anonymous: true, or imds: true on an EC2 instance"
-                .to_owned(),
-        });
     }
     let region = region.unwrap_or_else(|| "us-east-1".to_owned());
     let endpoint = match endpoint {
@@ -173,6 +163,29 @@ pub fn build(
         .with_virtual_hosted_style_request(virtual_hosted)
         .with_skip_signature(anonymous)
         .with_retry(retry);
+    // Without a key of its own, a store asks the AWS default chain, as the AWS CLI does;
+    // object_store's own fallbacks know neither profiles nor credential_process nor SSO.
+    // A key (from the environment or the options) or an explicit object_store credential
+    // source in the options is used as given.
+    let own_source = [
+        AmazonS3ConfigKey::AccessKeyId,
+        AmazonS3ConfigKey::SecretAccessKey,
+    ]
+    .iter()
+    .any(|key| builder.get_config_value(key).is_some())
+        || options.keys().any(|key| {
+            [
+                "web_identity",
+                "container_",
+                "role_arn",
+                "metadata_endpoint",
+            ]
+            .iter()
+            .any(|source| key.contains(source))
+        });
+    if !(own_source || anonymous) {
+        builder = builder.with_credentials(Arc::new(super::aws_chain::AwsChain::new(&region)));
+    }
     if let Some(allow) = allow_http {
         builder = builder.with_allow_http(allow);
     }
@@ -296,6 +309,9 @@ fn parse_list_page(text: &str) -> Result<ListPage, CopyFailure> {
     })
 }
 
+/// The `code` of a request that was never sent: the credential chain gave nothing.
+const NO_CREDENTIALS: &str = "NoCredentials";
+
 /// One failed request to S3, as the copy engine sees it.
 #[derive(Debug)]
 pub struct CopyFailure {
@@ -310,6 +326,9 @@ pub struct CopyFailure {
 impl CopyFailure {
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
+        if self.code.as_deref() == Some(NO_CREDENTIALS) {
+            return false;
+        }
         let status_says = match self.status {
             None => true,
             Some(status) => http::StatusCode::from_u16(status).is_ok_and(is_transient_status),
@@ -343,6 +362,7 @@ impl CopyFailure {
             };
         }
         let kind = match (self.status, self.code.as_deref()) {
+            (_, Some(NO_CREDENTIALS)) => Kind::Unauthenticated,
             (_, Some("SlowDown")) | (Some(500..=599), _) | (None, _) => Kind::Unavailable,
             (Some(404), _) => Kind::NotFound,
             (Some(403), _) => Kind::PermissionDenied,
@@ -471,11 +491,21 @@ impl S3Target {
         let mut request: HttpRequest = builder
             .body(body.into())
             .map_err(|error| failure(format!("build request: {error}")))?;
-        let credential = self
-            .credentials
-            .get_credential()
-            .await
-            .map_err(|error| failure(format!("get credentials: {error}")))?;
+        let credential = self.credentials.get_credential().await.map_err(|error| {
+            // The chain's own message (it names the profile); not a transient failure.
+            match super::error::StoreError::from_object_store("sign", String::new(), error) {
+                StoreError::Request {
+                    kind: Kind::Unauthenticated,
+                    detail,
+                    ..
+                } => CopyFailure {
+                    status: None,
+                    code: Some(NO_CREDENTIALS.to_owned()),
+                    detail,
+                },
+                other => failure(format!("get credentials: {other}")),
+            }
+        })?;
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .try_authorize(&mut request, None)
             .map_err(|error| failure(format!("sign request: {error}")))?;
