@@ -45,6 +45,108 @@ pub struct S3Target {
     http: HttpClient,
     /// Keys asked for per list request; lowered to 1,000 for good if the server refuses more.
     list_page: AtomicU32,
+    /// What the store's writes carry, so server-side copies into it carry it too.
+    writes: WriteHeaders,
+    /// The `storage_class` option, which object_store's own writes get as an attribute.
+    storage_class: Option<String>,
+}
+
+/// The headers of the options a store was opened with that every write into it must carry:
+/// object_store sends them on its own writes, our copy requests send them on theirs.
+#[derive(Clone, Default)]
+struct WriteHeaders {
+    /// SSE-S3 / SSE-KMS (`x-amz-server-side-encryption`, the KMS key id, the bucket-key
+    /// flag), `x-amz-storage-class` and `x-amz-checksum-algorithm`: on CopyObject and
+    /// CreateMultipartUpload.
+    object: Vec<(&'static str, String)>,
+    /// SSE-C (algorithm, key, key MD5): on every request that writes or reads object data,
+    /// UploadPartCopy and CompleteMultipartUpload included; with the `x-amz-copy-source-`
+    /// prefix when this store is a copy's source.
+    customer_key: Vec<(&'static str, String)>,
+    /// Whether the object's parts carry a SHA-256 the completion must repeat.
+    sha256: bool,
+}
+
+impl WriteHeaders {
+    /// Reads the encryption, storage class and checksum settings `builder` was configured
+    /// with (from options or the environment) and `storage_class`.
+    fn of(
+        url: &StoreUrl,
+        builder: &AmazonS3Builder,
+        storage_class: Option<String>,
+    ) -> Result<WriteHeaders, StoreError> {
+        let config = |name: &str| {
+            name.parse::<AmazonS3ConfigKey>()
+                .ok()
+                .and_then(|key| builder.get_config_value(&key))
+        };
+        let bad = |key: &str, reason: &str| StoreError::BadOption {
+            url: url.to_string(),
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut headers = WriteHeaders::default();
+        match config("aws_server_side_encryption").as_deref() {
+            None => {}
+            Some("sse-c") => {
+                let key = config("aws_sse_customer_key_base64").ok_or_else(|| {
+                    bad(
+                        "aws_server_side_encryption",
+                        "is sse-c but aws_sse_customer_key_base64 is not set",
+                    )
+                })?;
+                let decoded =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &key)
+                        .map_err(|_| bad("aws_sse_customer_key_base64", "is not base64"))?;
+                let digest = <md5::Md5 as md5::Digest>::digest(&decoded);
+                let key_md5 =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest);
+                headers.customer_key = vec![
+                    (
+                        "x-amz-server-side-encryption-customer-algorithm",
+                        "AES256".to_owned(),
+                    ),
+                    ("x-amz-server-side-encryption-customer-key", key),
+                    ("x-amz-server-side-encryption-customer-key-MD5", key_md5),
+                ];
+            }
+            Some(kind) => {
+                headers
+                    .object
+                    .push(("x-amz-server-side-encryption", kind.to_owned()));
+                if let Some(key_id) = config("aws_sse_kms_key_id") {
+                    headers
+                        .object
+                        .push(("x-amz-server-side-encryption-aws-kms-key-id", key_id));
+                }
+                if let Some(enabled) = config("aws_sse_bucket_key_enabled") {
+                    headers
+                        .object
+                        .push(("x-amz-server-side-encryption-bucket-key-enabled", enabled));
+                }
+            }
+        }
+        if let Some(class) = storage_class {
+            headers.object.push(("x-amz-storage-class", class));
+        }
+        if let Some(algorithm) = config("aws_checksum_algorithm") {
+            headers.sha256 = algorithm.eq_ignore_ascii_case("sha256");
+            headers
+                .object
+                .push(("x-amz-checksum-algorithm", algorithm.to_ascii_uppercase()));
+        }
+        Ok(headers)
+    }
+
+    /// The SSE-C headers a copy reading from this store sends.
+    fn as_copy_source(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.customer_key.iter().map(|(name, value)| {
+            (
+                name.replacen("x-amz-", "x-amz-copy-source-", 1),
+                value.clone(),
+            )
+        })
+    }
 }
 
 impl std::fmt::Debug for S3Target {
@@ -59,7 +161,8 @@ impl std::fmt::Debug for S3Target {
 
 const KNOWN_OPTIONS: &str = "endpoint, region, access_key_id, secret_access_key, session_token, \
     path_style, virtual_hosted_style, allow_http, anonymous, imds, request_timeout, create, list_page, \
-    or any aws_* key";
+    storage_class, server_side_encryption, sse_kms_key_id, sse_bucket_key_enabled, \
+    sse_customer_key_base64, checksum_algorithm, or any aws_* key";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
@@ -94,6 +197,7 @@ pub fn build(
     let mut option_key = None;
     let mut option_secret = None;
     let mut list_page = DEFAULT_LIST_PAGE;
+    let mut storage_class = None;
     for (key, value) in options {
         match key.as_str() {
             "endpoint" | "endpoint_url" => endpoint = Some(value.clone()),
@@ -111,6 +215,17 @@ pub fn build(
                 option_bool(url, key, value)?;
             }
             "create" | "request_timeout" => {}
+            "storage_class" => storage_class = Some(value.clone()),
+            "server_side_encryption"
+            | "sse_kms_key_id"
+            | "sse_bucket_key_enabled"
+            | "sse_customer_key_base64"
+            | "checksum_algorithm" => {
+                let config_key: AmazonS3ConfigKey = key
+                    .parse()
+                    .map_err(|_| bad(key, &format!("is unknown; known: {KNOWN_OPTIONS}")))?;
+                builder = builder.with_config(config_key, value);
+            }
             "list_page" => {
                 list_page = value
                     .trim()
@@ -196,6 +311,7 @@ pub fn build(
     builder = builder
         .with_client_options(client_options.clone())
         .with_http_connector(CountingConnector::new(counter.clone()));
+    let writes = WriteHeaders::of(url, &builder, storage_class.clone())?;
     let store = builder
         .build()
         .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?;
@@ -211,6 +327,8 @@ pub fn build(
         anonymous,
         http,
         list_page: AtomicU32::new(list_page),
+        writes,
+        storage_class,
     };
     Ok((store, target))
 }
@@ -383,6 +501,11 @@ impl S3Target {
         &self.endpoint
     }
 
+    /// The storage class objects are written with, when the store was opened with one.
+    pub fn storage_class(&self) -> Option<&str> {
+        self.storage_class.as_deref()
+    }
+
     /// Whether a server-side copy from `source` into this bucket can be attempted: same
     /// endpoint and region, and requests are signed.
     pub fn can_copy_from(&self, source: &S3Target) -> bool {
@@ -476,7 +599,7 @@ impl S3Target {
         &self,
         method: http::Method,
         url: String,
-        headers: &[(&str, String)],
+        headers: &[(String, String)],
         body: bytes::Bytes,
     ) -> Result<(http::HeaderMap, String), CopyFailure> {
         let failure = |detail: String| CopyFailure {
@@ -486,7 +609,7 @@ impl S3Target {
         };
         let mut builder = http::Request::builder().method(method).uri(&url);
         for (name, value) in headers {
-            builder = builder.header(*name, value);
+            builder = builder.header(name, value);
         }
         let mut request: HttpRequest = builder
             .body(body.into())
@@ -539,14 +662,43 @@ impl S3Target {
         format!("/{}/{}", source.bucket, encode_key(key))
     }
 
-    /// Copies `source_key` from `source` to `key` in this bucket with one CopyObject.
+    /// The headers of a request that reads `source_key` from `source` into this bucket: the
+    /// copy source, the source's SSE-C key, and this store's own SSE-C key.
+    fn copy_headers(&self, source: &S3Target, source_key: &str) -> Vec<(String, String)> {
+        let mut headers = vec![(
+            "x-amz-copy-source".to_owned(),
+            Self::copy_source(source, source_key),
+        )];
+        headers.extend(source.writes.as_copy_source());
+        headers.extend(self.customer_key_headers());
+        headers
+    }
+
+    fn customer_key_headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.writes
+            .customer_key
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+    }
+
+    /// The headers that create an object in this bucket: encryption, storage class, checksum.
+    fn object_headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.writes
+            .object
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+    }
+
+    /// Copies `source_key` from `source` to `key` in this bucket with one CopyObject, with
+    /// the encryption, storage class and checksum this store writes with.
     pub async fn copy_object(
         &self,
         source: &S3Target,
         source_key: &str,
         key: &str,
     ) -> Result<(), CopyFailure> {
-        let headers = [("x-amz-copy-source", Self::copy_source(source, source_key))];
+        let mut headers = self.copy_headers(source, source_key);
+        headers.extend(self.object_headers());
         self.send(
             http::Method::PUT,
             self.object_url(key, ""),
@@ -558,7 +710,8 @@ impl S3Target {
     }
 
     /// Copies a large object with UploadPartCopy, `part_size` bytes per part, aborting the
-    /// upload on any failure so no partial object remains.
+    /// upload on any failure so no partial object remains. The upload is created with the
+    /// encryption, storage class and checksum this store writes with.
     pub async fn copy_multipart(
         &self,
         source: &S3Target,
@@ -567,11 +720,15 @@ impl S3Target {
         size: u64,
         part_size: u64,
     ) -> Result<(), CopyFailure> {
+        let create_headers: Vec<_> = self
+            .object_headers()
+            .chain(self.customer_key_headers())
+            .collect();
         let (_, created) = self
             .send(
                 http::Method::POST,
                 self.object_url(key, "uploads"),
-                &[],
+                &create_headers,
                 bytes::Bytes::new(),
             )
             .await?;
@@ -587,17 +744,23 @@ impl S3Target {
         match result {
             Ok(parts) => {
                 let mut body = String::from("<CompleteMultipartUpload>");
-                for (number, etag) in &parts {
+                for part in &parts {
                     body.push_str(&format!(
-                        "<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"
+                        "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
+                        part.number, part.etag
                     ));
+                    if let Some(sha256) = &part.sha256 {
+                        body.push_str(&format!("<ChecksumSHA256>{sha256}</ChecksumSHA256>"));
+                    }
+                    body.push_str("</Part>");
                 }
                 body.push_str("</CompleteMultipartUpload>");
+                let complete_headers: Vec<_> = self.customer_key_headers().collect();
                 let completed = self
                     .send(
                         http::Method::POST,
                         self.object_url(key, &format!("uploadId={encoded_id}")),
-                        &[],
+                        &complete_headers,
                         bytes::Bytes::from(body),
                     )
                     .await;
@@ -621,7 +784,7 @@ impl S3Target {
         size: u64,
         part_size: u64,
         encoded_id: &str,
-    ) -> Result<Vec<(u64, String)>, CopyFailure> {
+    ) -> Result<Vec<CopiedPart>, CopyFailure> {
         use futures::stream::{StreamExt, TryStreamExt};
         let part_size = part_size.max(1);
         let count = size.div_ceil(part_size).max(1);
@@ -629,10 +792,11 @@ impl S3Target {
             .map(|number| async move {
                 let start = (number - 1) * part_size;
                 let end = (start + part_size).min(size).saturating_sub(1);
-                let headers = [
-                    ("x-amz-copy-source", Self::copy_source(source, source_key)),
-                    ("x-amz-copy-source-range", format!("bytes={start}-{end}")),
-                ];
+                let mut headers = self.copy_headers(source, source_key);
+                headers.push((
+                    "x-amz-copy-source-range".to_owned(),
+                    format!("bytes={start}-{end}"),
+                ));
                 let (_, text) = self
                     .send(
                         http::Method::PUT,
@@ -646,7 +810,16 @@ impl S3Target {
                     code: None,
                     detail: format!("no ETag for part {number}"),
                 })?;
-                Ok((number, etag))
+                let sha256 = if self.writes.sha256 {
+                    xml_value(&text, "ChecksumSHA256")
+                } else {
+                    None
+                };
+                Ok(CopiedPart {
+                    number,
+                    etag,
+                    sha256,
+                })
             })
             .buffered(4)
             .try_collect()
@@ -664,6 +837,14 @@ impl S3Target {
             )
             .await;
     }
+}
+
+/// One part of a multipart copy, as CompleteMultipartUpload names it.
+struct CopiedPart {
+    number: u64,
+    etag: String,
+    /// The part's SHA-256, when the upload was created with that checksum algorithm.
+    sha256: Option<String>,
 }
 
 /// The text of the first `<tag>` element in an XML document, entities decoded.

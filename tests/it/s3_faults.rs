@@ -23,7 +23,7 @@ use crate::support::{temp_dir, write};
 
 /// What the proxy does to the requests it sees.
 #[derive(Clone)]
-enum Plan {
+pub(crate) enum Plan {
     /// Each request (method and URL) is faulted at most once, so every retry gets through:
     /// one in four of the object and list requests gets a fault, cycling through 503
     /// SlowDown, 500 InternalError, a dropped connection and a short delay; once, a list
@@ -34,6 +34,8 @@ enum Plan {
     /// A list request asking for more than 1,000 keys gets 400 InvalidArgument, as from a
     /// server that refuses large pages instead of capping them.
     StandardPagesOnly,
+    /// Nothing is faulted; requests are only recorded (see `FaultProxy::requests`).
+    PassThrough,
 }
 
 /// The requests a client can tell failed, by fault, plus the delays it cannot.
@@ -89,11 +91,13 @@ struct ProxyState {
     stall_done: AtomicBool,
     cut_done: AtomicBool,
     counters: Counters,
+    /// Every request seen: `METHOD PATH?QUERY` and its headers.
+    requests: Mutex<Vec<(String, hyper::HeaderMap)>>,
 }
 
 /// A loopback HTTP proxy in front of an S3 endpoint that injects faults by `Plan`. Requests
 /// are forwarded unchanged, Host header included, so SigV4 signatures still verify.
-struct FaultProxy {
+pub(crate) struct FaultProxy {
     endpoint: String,
     state: Arc<ProxyState>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -147,7 +151,7 @@ fn full(bytes: Bytes) -> ProxyBody {
 }
 
 impl FaultProxy {
-    fn start(upstream_endpoint: &str, plan: Plan) -> FaultProxy {
+    pub(crate) fn start(upstream_endpoint: &str, plan: Plan) -> FaultProxy {
         let upstream: SocketAddr = upstream_endpoint
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -169,6 +173,7 @@ impl FaultProxy {
             stall_done: AtomicBool::new(false),
             cut_done: AtomicBool::new(false),
             counters: Counters::default(),
+            requests: Mutex::new(Vec::new()),
         });
         let accept_state = Arc::clone(&state);
         runtime.spawn(async move {
@@ -205,8 +210,17 @@ impl FaultProxy {
         self.state.counters.take()
     }
 
+    /// The requests forwarded so far: `METHOD PATH?QUERY` and the headers as sent.
+    pub(crate) fn requests(&self) -> Vec<(String, hyper::HeaderMap)> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// `server`'s environment with the endpoint pointing at this proxy.
-    fn env(&self, server: &S3Server) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self, server: &S3Server) -> Vec<(&'static str, String)> {
         server
             .env()
             .into_iter()
@@ -275,6 +289,14 @@ async fn handle(
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let target = classify(&parts.method, &path, &query);
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push((
+            format!("{} {}", parts.method, parts.uri),
+            parts.headers.clone(),
+        ));
     let fault = match &state.plan {
         Plan::AlwaysFail(key) => {
             if key_of(&path) == Some(key.as_str()) {
@@ -284,7 +306,7 @@ async fn handle(
             }
         }
         Plan::Scheduled => schedule(state, target, format!("{} {}", parts.method, parts.uri)),
-        Plan::StandardPagesOnly => Fault::None,
+        Plan::StandardPagesOnly | Plan::PassThrough => Fault::None,
     };
     if target == Target::List {
         let asked = query

@@ -12,6 +12,7 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 
+use crate::s3_faults::{FaultProxy, Plan};
 use crate::store::{ACCESS_KEY, S3Server, SECRET_KEY, ankus_env};
 use crate::support::{temp_dir, write};
 
@@ -351,4 +352,176 @@ async fn assume_role(
         .header("content-type", "text/xml")
         .body(Full::new(Bytes::from(answer)))
         .map_err(std::io::Error::other)
+}
+
+/// Seeds `bucket` of `server` with a small and a 6 MiB object, as files on disk (so no
+/// write goes through a proxy in front of it).
+fn seed_two_objects(server: &S3Server, bucket: &str) {
+    let dir = server.root.path().join(bucket);
+    write(&dir, "small.txt", "small");
+    std::fs::write(dir.join("big.bin"), crate::support::noise(6 << 20, 19)).expect("write big");
+}
+
+/// The requests that read a copy source (`x-amz-copy-source`) or create a multipart upload.
+fn copy_requests(proxy: &FaultProxy) -> Vec<(String, hyper::HeaderMap)> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|(line, headers)| {
+            headers.contains_key("x-amz-copy-source")
+                || (line.starts_with("POST ") && line.ends_with("?uploads"))
+        })
+        .collect()
+}
+
+fn header<'a>(headers: &'a hyper::HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("(none)")
+}
+
+#[test]
+fn server_side_copies_keep_the_encryption_storage_class_and_checksum_of_the_store() {
+    let server = S3Server::start(&["old", "new"]);
+    seed_two_objects(&server, "old");
+    let proxy = FaultProxy::start(&server.endpoint, Plan::PassThrough);
+    let dir = temp_dir();
+    let outcome = run(
+        dir.path(),
+        &proxy.env(&server),
+        r#"
+        let options = #{
+            server_side_encryption: "aws:kms",
+            sse_kms_key_id: "arn:aws:kms:us-east-1:123456789012:key/backups",
+            sse_bucket_key_enabled: true,
+            storage_class: "REDUCED_REDUNDANCY",
+            checksum_algorithm: "sha256",
+        };
+        let report = store::open("s3://old", options).sync_to("s3://new", #{ copy_cutoff: 1048576, copy_part_size: 5242880 });
+        print(`${report.copied} ${report.server_side}`);
+        // s3s-fs accepts only STANDARD and REDUCED_REDUNDANCY on PutObject.
+        store::open("s3://new", options).put_text("direct.txt", "x");
+        "#,
+    );
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert_eq!(outcome.stdout.trim(), "2 2");
+    assert_eq!(
+        server.bucket_files("new"),
+        ["big.bin", "direct.txt", "small.txt"]
+    );
+    let (_, direct) = proxy
+        .requests()
+        .into_iter()
+        .find(|(line, _)| line.starts_with("PUT /new/direct.txt"))
+        .expect("a PutObject");
+    assert_eq!(header(&direct, "x-amz-storage-class"), "REDUCED_REDUNDANCY");
+    assert_eq!(header(&direct, "x-amz-server-side-encryption"), "aws:kms");
+
+    let copies = copy_requests(&proxy);
+    let object_copy = copies
+        .iter()
+        .find(|(line, _)| line.starts_with("PUT /new/small.txt") && !line.contains("partNumber"))
+        .expect("a CopyObject of small.txt");
+    let upload = copies
+        .iter()
+        .find(|(line, _)| line.starts_with("POST /new/big.bin?uploads"))
+        .expect("a multipart upload of big.bin");
+    for (line, headers) in [object_copy, upload] {
+        assert_eq!(
+            header(headers, "x-amz-server-side-encryption"),
+            "aws:kms",
+            "{line}"
+        );
+        assert_eq!(
+            header(headers, "x-amz-server-side-encryption-aws-kms-key-id"),
+            "arn:aws:kms:us-east-1:123456789012:key/backups",
+            "{line}"
+        );
+        assert_eq!(
+            header(headers, "x-amz-server-side-encryption-bucket-key-enabled"),
+            "true",
+            "{line}"
+        );
+        assert_eq!(
+            header(headers, "x-amz-storage-class"),
+            "REDUCED_REDUNDANCY",
+            "{line}"
+        );
+        assert_eq!(
+            header(headers, "x-amz-checksum-algorithm"),
+            "SHA256",
+            "{line}"
+        );
+    }
+    let parts = copies
+        .iter()
+        .filter(|(line, _)| line.starts_with("PUT /new/big.bin?partNumber"))
+        .count();
+    assert_eq!(parts, 2, "6 MiB in 5 MiB parts");
+}
+
+#[test]
+fn server_side_copies_send_both_sse_c_keys() {
+    let server = S3Server::start(&["old", "new"]);
+    seed_two_objects(&server, "old");
+    let proxy = FaultProxy::start(&server.endpoint, Plan::PassThrough);
+    let source_key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+    let target_key = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA="; // 32 bytes
+    let dir = temp_dir();
+    let outcome = run(
+        dir.path(),
+        &proxy.env(&server),
+        &format!(
+            r#"
+        let source = store::open("s3://old", #{{ server_side_encryption: "sse-c", sse_customer_key_base64: "{source_key}" }});
+        let report = source.sync_to("s3://new", #{{
+            copy_cutoff: 1048576,
+            copy_part_size: 5242880,
+            dst_options: #{{ server_side_encryption: "sse-c", sse_customer_key_base64: "{target_key}" }},
+        }});
+        print(`${{report.copied}} ${{report.server_side}}`);
+        "#
+        ),
+    );
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert_eq!(outcome.stdout.trim(), "2 2");
+    assert!(
+        !outcome.stdout.contains(source_key) && !outcome.stderr.contains(target_key),
+        "keys are secrets"
+    );
+    let copies = copy_requests(&proxy);
+    let reads: Vec<_> = copies
+        .iter()
+        .filter(|(_, headers)| headers.contains_key("x-amz-copy-source"))
+        .collect();
+    assert_eq!(reads.len(), 3, "one CopyObject and two UploadPartCopy");
+    for (line, headers) in reads {
+        assert_eq!(
+            header(
+                headers,
+                "x-amz-copy-source-server-side-encryption-customer-key"
+            ),
+            source_key,
+            "{line}"
+        );
+        assert_eq!(
+            header(
+                headers,
+                "x-amz-copy-source-server-side-encryption-customer-algorithm"
+            ),
+            "AES256",
+            "{line}"
+        );
+        assert_eq!(
+            header(headers, "x-amz-server-side-encryption-customer-key"),
+            target_key,
+            "{line}"
+        );
+        assert_ne!(
+            header(headers, "x-amz-server-side-encryption-customer-key-MD5"),
+            "(none)",
+            "{line}"
+        );
+    }
 }
