@@ -525,3 +525,41 @@ fn server_side_copies_send_both_sse_c_keys() {
         );
     }
 }
+
+#[test]
+fn one_tls_crypto_provider_is_linked_ring_and_not_aws_lc() {
+    // object_store's default cloud features and aws-config's default HTTPS client each bring
+    // aws-lc-rs next to the ring that kube, tonic and rustls use here.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let output = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--format",
+            "{p}",
+        ])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .output()
+        .expect("cargo tree runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let tree = String::from_utf8_lossy(&output.stdout);
+    let crates: std::collections::BTreeSet<&str> = tree
+        .lines()
+        .filter_map(|line| line.split(' ').next())
+        .collect();
+    assert!(crates.contains("ring"), "{crates:?}");
+    assert!(
+        !crates.contains("aws-lc-rs") && !crates.contains("aws-lc-sys"),
+        "aws-lc is linked too: cargo tree -i aws-lc-rs -e normal"
+    );
+}
