@@ -21,13 +21,15 @@ use crate::kind::Kind;
 /// The largest object a single CopyObject may copy.
 pub const MAX_SINGLE_COPY: u64 = 5 << 30;
 
-/// Keys asked for per ListObjectsV2 request unless the `list_page` option says otherwise.
-/// AWS S3, MinIO and Ceph answer at most 1,000 whatever is asked; servers that allow more
-/// (s3s-fs, Ceph with a raised `rgw_max_listing_results`) then answer in fewer requests, and
-/// some of them walk the whole bucket for every page.
+/// Keys asked for per ListObjectsV2 request of an S3-compatible endpoint unless the
+/// `list_page` option says otherwise. MinIO and Ceph answer at most 1,000 whatever is asked;
+/// servers that allow more (s3s-fs, Ceph with a raised `rgw_max_listing_results`) then
+/// answer in fewer requests, and some of them walk the whole bucket for every page; one that
+/// refuses the size is asked for 1,000 from then on.
 pub const DEFAULT_LIST_PAGE: u32 = 10_000;
 
-/// The page size every S3 server accepts.
+/// The page size every S3 server accepts. AWS S3 itself (no `endpoint`, or an
+/// `amazonaws.com` one) never answers more, so it is asked for just that.
 const STANDARD_LIST_PAGE: u32 = 1_000;
 
 /// Attempts per list request when the failure is transient (5xx, SlowDown, a dropped or
@@ -196,7 +198,7 @@ pub fn build(
     let mut allow_http = None;
     let mut option_key = None;
     let mut option_secret = None;
-    let mut list_page = DEFAULT_LIST_PAGE;
+    let mut list_page = None;
     let mut storage_class = None;
     for (key, value) in options {
         match key.as_str() {
@@ -227,7 +229,7 @@ pub fn build(
                 builder = builder.with_config(config_key, value);
             }
             "list_page" => {
-                list_page = value
+                let page = value
                     .trim()
                     .parse()
                     .ok()
@@ -238,6 +240,7 @@ pub fn build(
                             &format!("must be a number of keys from 1 to 1000000 (got '{value}')"),
                         )
                     })?;
+                list_page = Some(page);
             }
             other if other.starts_with("aws_") => {
                 let config_key: AmazonS3ConfigKey = other
@@ -273,6 +276,7 @@ pub fn build(
         }
         None => format!("https://s3.{region}.amazonaws.com"),
     };
+    let list_page = list_page.unwrap_or_else(|| default_list_page(&endpoint));
     builder = builder
         .with_region(&region)
         .with_virtual_hosted_style_request(virtual_hosted)
@@ -331,6 +335,22 @@ pub fn build(
         storage_class,
     };
     Ok((store, target))
+}
+
+/// The page size asked of `endpoint` when the options do not say: 1,000 for AWS itself,
+/// which caps at that, `DEFAULT_LIST_PAGE` for other servers.
+fn default_list_page(endpoint: &str) -> u32 {
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    if host == "amazonaws.com" || host.ends_with(".amazonaws.com") {
+        STANDARD_LIST_PAGE
+    } else {
+        DEFAULT_LIST_PAGE
+    }
 }
 
 /// Percent-encodes a key for a request path: everything but unreserved characters and `/`.
@@ -554,10 +574,10 @@ impl S3Target {
                 Err(failure) => failure,
             };
             attempt += 1;
-            if page > STANDARD_LIST_PAGE
-                && failure.status == Some(400)
-                && failure.code.as_deref() == Some("InvalidArgument")
-            {
+            // Servers word the refusal differently (InvalidArgument, InvalidRequest, ...): any
+            // 400 to a large page is asked again with 1,000, which either works or fails for
+            // the request's real fault.
+            if page > STANDARD_LIST_PAGE && failure.status == Some(400) {
                 self.list_page.store(STANDARD_LIST_PAGE, Ordering::Relaxed);
                 continue;
             }
@@ -865,6 +885,30 @@ fn xml_value(text: &str, tag: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_is_asked_for_the_1000_keys_it_answers_and_other_servers_for_more() {
+        assert_eq!(
+            default_list_page("https://s3.eu-west-1.amazonaws.com"),
+            1_000
+        );
+        assert_eq!(
+            default_list_page("https://bucket.s3.amazonaws.com:443/"),
+            1_000
+        );
+        assert_eq!(
+            default_list_page("http://127.0.0.1:9000"),
+            DEFAULT_LIST_PAGE
+        );
+        assert_eq!(
+            default_list_page("https://minio.example.com"),
+            DEFAULT_LIST_PAGE
+        );
+        assert_eq!(
+            default_list_page("https://notamazonaws.com"),
+            DEFAULT_LIST_PAGE
+        );
+    }
 
     #[test]
     fn keys_are_encoded_for_request_paths() {

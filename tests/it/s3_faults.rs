@@ -31,9 +31,9 @@ pub(crate) enum Plan {
     Scheduled,
     /// Every request for this key (in any bucket) gets 503 SlowDown.
     AlwaysFail(String),
-    /// A list request asking for more than 1,000 keys gets 400 InvalidArgument, as from a
-    /// server that refuses large pages instead of capping them.
-    StandardPagesOnly,
+    /// A list request asking for more than 1,000 keys gets 400 with this error code, as from
+    /// a server that refuses large pages instead of capping them.
+    StandardPagesOnly(&'static str),
     /// Nothing is faulted; requests are only recorded (see `FaultProxy::requests`).
     PassThrough,
 }
@@ -306,18 +306,20 @@ async fn handle(
             }
         }
         Plan::Scheduled => schedule(state, target, format!("{} {}", parts.method, parts.uri)),
-        Plan::StandardPagesOnly | Plan::PassThrough => Fault::None,
+        Plan::StandardPagesOnly(_) | Plan::PassThrough => Fault::None,
     };
     if target == Target::List {
         let asked = query
             .split('&')
             .find_map(|pair| pair.strip_prefix("max-keys="))
             .and_then(|value| value.parse::<u64>().ok());
-        if matches!(state.plan, Plan::StandardPagesOnly) && asked.is_some_and(|keys| keys > 1000) {
+        if let Plan::StandardPagesOnly(code) = state.plan
+            && asked.is_some_and(|keys| keys > 1000)
+        {
             state.counters.refused_pages.fetch_add(1, Ordering::SeqCst);
             return Ok(s3_error(
                 StatusCode::BAD_REQUEST,
-                "InvalidArgument",
+                code,
                 "max-keys must be between 0 and 1000",
                 &path,
             ));
@@ -676,6 +678,17 @@ fn an_object_that_keeps_failing_is_reported_and_no_deletion_is_mirrored() {
 
 #[test]
 fn a_server_that_refuses_pages_over_1000_keys_is_listed_in_pages_of_1000() {
+    listed_in_pages_of_1000_after_refusals_with("InvalidArgument");
+}
+
+#[test]
+fn a_server_refusing_large_pages_with_another_400_code_is_listed_in_pages_of_1000() {
+    // Not every server says InvalidArgument; any 400 to a page above 1,000 keys is retried
+    // with 1,000, which a server either takes or refuses for its real reason.
+    listed_in_pages_of_1000_after_refusals_with("InvalidRequest");
+}
+
+fn listed_in_pages_of_1000_after_refusals_with(code: &'static str) {
     let server = S3Server::start(&["src", "dst"]);
     // More than one standard page in one folder, so continuation tokens are followed.
     let objects: Vec<(String, Vec<u8>)> = (0..1234)
@@ -686,7 +699,7 @@ fn a_server_that_refuses_pages_over_1000_keys_is_listed_in_pages_of_1000() {
         })
         .collect();
     seed(&server, "src", &objects);
-    let proxy = FaultProxy::start(&server.endpoint, Plan::StandardPagesOnly);
+    let proxy = FaultProxy::start(&server.endpoint, Plan::StandardPagesOnly(code));
     let dir = temp_dir();
 
     let report = run_json(
