@@ -114,6 +114,16 @@ pub struct InventoryBuilder {
     positions: HashMap<String, (usize, HashMap<String, usize>)>,
 }
 
+/// The inventory of a dump in one streaming pass (`ankus backup inspect`).
+pub fn inspect(location: &super::Location) -> Result<Inventory, BackupError> {
+    let mut reader = super::reader::RecordReader::new(location.open()?)?;
+    let mut inventory = InventoryBuilder::default();
+    while let Some(record) = reader.next_record()? {
+        inventory.add(&Op::from_record(record)?)?;
+    }
+    Ok(inventory.finish(reader.format(), reader.bytes_read()))
+}
+
 impl InventoryBuilder {
     fn repo_position(&mut self, name: &str) -> usize {
         if let Some((position, _)) = self.positions.get(name) {

@@ -135,7 +135,7 @@ pub mod backup_api {
     /// ```
     #[rhai_fn(global, return_raw)]
     pub fn summary(call: NativeCallContext, backup: &mut Backup) -> BindingResult<Dynamic> {
-        let inventory = crate::cli::backup::inspect(&backup.location)
+        let inventory = crate::backup::inventory::inspect(&backup.location)
             .map_err(|error| script_error(error, call.call_position()))?;
         Ok(from_json(
             &serde_json::to_value(&inventory).unwrap_or_default(),

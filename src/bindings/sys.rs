@@ -261,7 +261,7 @@ pub mod sys_api {
                     let call = &call;
                     std::thread::Builder::new()
                         .name("ankus-parallel".into())
-                        .stack_size(crate::host::engine::SCRIPT_STACK)
+                        .stack_size(crate::host::runtime::SCRIPT_STACK)
                         .spawn_scoped(scope, move || {
                             function.call_within_context::<Dynamic>(call, ())
                         })

@@ -1,9 +1,8 @@
 //! `ankus backup inspect | verify SOURCE`.
 
-use crate::backup::inventory::InventoryBuilder;
-use crate::backup::reader::RecordReader;
+use crate::backup::inventory::inspect;
 use crate::backup::verify::verify;
-use crate::backup::{BackupError, Location, Op};
+use crate::backup::{BackupError, Location};
 use crate::host::context::OutputMode;
 
 use super::args::BackupAction;
@@ -51,16 +50,6 @@ pub fn execute(action: &BackupAction, console: &Console) -> anyhow::Result<u8> {
             }
         }
     }
-}
-
-/// The inventory of a dump in one streaming pass.
-pub fn inspect(location: &Location) -> Result<crate::backup::inventory::Inventory, BackupError> {
-    let mut reader = RecordReader::new(location.open()?)?;
-    let mut inventory = InventoryBuilder::default();
-    while let Some(record) = reader.next_record()? {
-        inventory.add(&Op::from_record(record)?)?;
-    }
-    Ok(inventory.finish(reader.format(), reader.bytes_read()))
 }
 
 fn fail(console: &Console, location: &Location, error: &BackupError) -> anyhow::Result<u8> {

@@ -45,7 +45,7 @@ pub fn install(verbose: u8, quiet: bool) {
             None => return,
         },
     };
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let colour = crate::host::render::colour_wanted(std::io::stderr().is_terminal());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

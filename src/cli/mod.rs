@@ -42,6 +42,17 @@ pub fn run(argv: impl IntoIterator<Item = OsString>) -> u8 {
     logging::install(cli.verbose, cli.quiet);
     let console = console::Console::new(&cli);
     let outcome = match &cli.command {
+        Command::Completions { .. } | Command::Repl(_)
+            if console.output == crate::host::context::OutputMode::Json =>
+        {
+            Err(anyhow::anyhow!(
+                "{} cannot print JSON; drop --output json",
+                match &cli.command {
+                    Command::Repl(_) => "the REPL (an interactive session)",
+                    _ => "completions (a shell script)",
+                }
+            ))
+        }
         Command::Run(run_args) => run::execute(&cli, run_args, &console),
         Command::Repl(repl_args) => repl::execute(&cli, repl_args, &console),
         Command::Backup { action } => backup::execute(action, &console),

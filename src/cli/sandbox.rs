@@ -46,7 +46,15 @@ pub fn execute(args: &SandboxArgs, console: &Console) -> anyhow::Result<u8> {
         None => {}
     }
     let sandbox = block_on_uncancellable(Sandbox::start(config)).context("start the sandbox")?;
-    console.out(&ready_line(&sandbox));
+    match console.output {
+        // One JSON line, as sandbox.json holds it, once everything answers.
+        crate::host::context::OutputMode::Json => {
+            let mut info = sandbox.info();
+            info["ready"] = true.into();
+            console.out(&info.to_string());
+        }
+        crate::host::context::OutputMode::Text => console.out(&ready_line(&sandbox)),
+    }
     block_on_uncancellable(async {
         let _ = tokio::signal::ctrl_c().await;
     });

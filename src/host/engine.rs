@@ -9,9 +9,6 @@ use rhai::{Dynamic, Engine};
 use super::context::{HostCtx, HostHandle};
 use super::resolver::StdlibResolver;
 
-/// Stack size for threads that run scripts: Rhai recursion is deep in debug builds.
-pub const SCRIPT_STACK: usize = 64 << 20;
-
 /// Safety limits, so a runaway script or REPL line stops with a clear message.
 #[derive(Clone, Debug)]
 pub struct Limits {

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod convert;
+pub mod docs;
 pub mod engine;
 pub mod error;
 pub mod journal;

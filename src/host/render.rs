@@ -5,6 +5,13 @@ use rhai::{EvalAltResult, ParseError, Position};
 
 use super::error::HostError;
 
+/// Whether output to a stream may be coloured: it is a terminal and `NO_COLOR` is not set to
+/// a non-empty value (<https://no-color.org>). The one rule for the console, the tracing
+/// output and the REPL.
+pub fn colour_wanted(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+}
+
 /// Finds the text of a source by the name errors carry.
 pub trait SourceLookup {
     /// The full text of `name`, if known.

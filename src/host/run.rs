@@ -8,10 +8,10 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, EvalAltResult};
 
 use super::context::HostCtx;
-use super::engine::SCRIPT_STACK;
 use super::error::HostError;
 use super::journal::Journal;
 use super::render::{render_eval_error, render_parse_error};
+use super::runtime::SCRIPT_STACK;
 use super::sources::{self, Source};
 use crate::kind::Kind;
 

@@ -10,6 +10,10 @@ use std::time::Duration;
 use tokio::runtime::{Handle, Runtime};
 use tokio_util::sync::CancellationToken;
 
+/// Stack size for threads that run scripts (the script itself, its deferred cleanups, each
+/// branch of `parallel`): Rhai recursion is deep in debug builds.
+pub const SCRIPT_STACK: usize = 64 << 20;
+
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
 /// Why a blocking call returned without the future's output.

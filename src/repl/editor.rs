@@ -36,14 +36,19 @@ pub fn build(engine: Arc<Engine>) -> Reedline {
         ReedlineEvent::Edit(vec![EditCommand::InsertNewline]),
     );
     let menu = ColumnarMenu::default().with_name("completion_menu");
+    let colour = crate::host::render::colour_wanted(true);
+    let hint_style = if colour {
+        Style::new().italic().fg(Color::DarkGray)
+    } else {
+        Style::new()
+    };
     let mut editor = Reedline::create()
+        .with_ansi_colors(colour)
         .with_validator(Box::new(RhaiValidator::new(engine)))
         .with_menu(ReedlineMenu::EngineCompleter(Box::new(menu)))
         .with_quick_completions(true)
         .with_partial_completions(true)
-        .with_hinter(Box::new(
-            DefaultHinter::default().with_style(Style::new().italic().fg(Color::DarkGray)),
-        ))
+        .with_hinter(Box::new(DefaultHinter::default().with_style(hint_style)))
         .with_edit_mode(Box::new(Emacs::new(keybindings)))
         .use_bracketed_paste(true)
         // Lines starting with a space stay out of the history (secrets).

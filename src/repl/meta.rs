@@ -8,8 +8,8 @@ use rhai::Engine;
 
 use super::display;
 use super::session::Session;
-use crate::cli::docs::function_docs;
 use crate::host::context::HostCtx;
+use crate::host::docs::function_docs;
 use crate::host::engine::{Limits, build_engine};
 use crate::host::run::run_script;
 use crate::host::sources;

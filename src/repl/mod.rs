@@ -80,12 +80,14 @@ fn run_terminal(session: &mut Session, banner: &str) -> anyhow::Result<u8> {
     )?;
     loop {
         let names = Arc::new(Names::snapshot(engine_names.clone(), session));
-        editor = editor
-            .with_completer(Box::new(completer::RhaiCompleter::new(
-                names.clone(),
-                session.host().clone(),
-            )))
-            .with_highlighter(Box::new(highlighter::RhaiHighlighter::new(names)));
+        editor = editor.with_completer(Box::new(completer::RhaiCompleter::new(
+            names.clone(),
+            session.host().clone(),
+        )));
+        // NO_COLOR: no syntax colours either.
+        if crate::host::render::colour_wanted(true) {
+            editor = editor.with_highlighter(Box::new(highlighter::RhaiHighlighter::new(names)));
+        }
         match editor.read_line(&editor::ReplPrompt)? {
             Signal::Success(input) => {
                 let shown = handle_entry(session, &input, Some(TERMINAL_LIMIT));

@@ -548,3 +548,77 @@ fn dash_v_and_rust_log_show_the_clients_tracing_events_and_dash_o_is_output() {
     let value: serde_json::Value = serde_json::from_str(&json.stdout).expect("json");
     assert!(value["result"].as_i64() > Some(0), "{value}");
 }
+
+/// Regression (#19): `--output json` was accepted everywhere and ignored by `scripts`, `docs`
+/// and `sandbox`, which printed text; commands that cannot print JSON must refuse it.
+#[test]
+fn every_command_prints_json_with_output_json_or_refuses_it() {
+    let dir = temp_dir();
+    let listed = ankus_in(dir.path(), &["-o", "json", "scripts", "list"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let entries: serde_json::Value = serde_json::from_str(&listed.stdout).expect("json");
+    let entries = entries.as_array().expect("array");
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["name"] == "migrate" && e["kind"] == "script")
+            && entries
+                .iter()
+                .any(|e| e["name"] == "pipelines" && e["kind"] == "stdlib"),
+        "{entries:?}"
+    );
+    let shown = ankus_in(
+        dir.path(),
+        &["scripts", "show", "migrate", "--output", "json"],
+    );
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("json");
+    assert!(
+        shown["text"]
+            .as_str()
+            .is_some_and(|text| text.starts_with("//! Migrate")),
+        "{shown}"
+    );
+    let ejected = ankus_in(dir.path(), &["-o", "json", "scripts", "eject", "mine"]);
+    let ejected: serde_json::Value = serde_json::from_str(&ejected.stdout).expect("json");
+    assert!(
+        ejected["written"].as_array().is_some_and(|w| !w.is_empty()),
+        "{ejected}"
+    );
+    let docs = ankus_in(dir.path(), &["-o", "json", "docs"]);
+    let docs: serde_json::Value = serde_json::from_str(&docs.stdout).expect("json");
+    assert!(docs["functions"].as_array().is_some_and(|f| !f.is_empty()));
+    for args in [
+        &["-o", "json", "completions", "bash"][..],
+        &["-o", "json", "repl"],
+    ] {
+        let refused = ankus_in(dir.path(), args);
+        assert_eq!(refused.code, 2, "{args:?}: {refused:?}");
+        assert!(
+            refused
+                .stderr
+                .contains("cannot print JSON; drop --output json")
+                && refused.stdout.is_empty(),
+            "{args:?}: {refused:?}"
+        );
+    }
+    // The sandbox's ready line is one JSON document.
+    let mut sandbox = std::process::Command::new(ankus_bin())
+        .args(["-o", "json", "sandbox", "--no-new", "--dir"])
+        .arg(dir.path().join("sandbox"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sandbox starts");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(sandbox.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("ready line");
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("json ready line");
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert!(ready["kube_server"].is_string(), "{ready}");
+}

@@ -71,6 +71,11 @@ const READING: &[u8] = b"\x1b[?2004h";
 
 impl Pty {
     fn spawn(dir: &Path, history: &Path) -> Pty {
+        Pty::spawn_with(dir, history, &[])
+    }
+
+    /// [`Pty::spawn`] with more environment.
+    fn spawn_with(dir: &Path, history: &Path, envs: &[(&str, &str)]) -> Pty {
         let mut command = Command::new(ankus_bin());
         command
             .arg("repl")
@@ -80,7 +85,9 @@ impl Pty {
             .env("ANKUS_HISTORY", history)
             .env_remove("ANKUS_SCRIPTS")
             .env_remove("KUBECONFIG")
-            .env_remove("PACH_CONFIG");
+            .env_remove("PACH_CONFIG")
+            .env_remove("NO_COLOR")
+            .envs(envs.iter().copied());
         let session = expectrl::Session::spawn(command).expect("ankus repl starts on a pty");
         let mut pty = Pty {
             session,
@@ -532,4 +539,31 @@ fn repl_sandbox_preconnects_old_and_new_and_prints_a_banner() {
     );
     assert!(stderr.contains("sandbox in "), "{stderr}");
     assert!(stderr.contains("old    pachd 1.11.9"), "{stderr}");
+}
+
+/// Regression (#19): the REPL coloured its input whatever `NO_COLOR` said.
+#[test]
+fn pty_no_color_turns_off_syntax_colours() {
+    let dir = temp_dir();
+    let shown = |envs: &[(&str, &str)]| {
+        let history = dir.path().join(format!("history-{}", envs.len()));
+        let mut pty = Pty::spawn_with(dir.path(), &history, envs);
+        pty.send("\"green text\"");
+        pty.expect("green text\"");
+        let raw = String::from_utf8_lossy(&pty.raw).into_owned();
+        pty.send("\r");
+        pty.prompt();
+        pty.quit();
+        raw
+    };
+    let coloured = shown(&[]);
+    assert!(
+        coloured.contains("\x1b[32m"),
+        "strings are green: {coloured:?}"
+    );
+    let plain = shown(&[("NO_COLOR", "1")]);
+    assert!(
+        !plain.contains("\x1b[32m") && !plain.contains("\x1b[1;35m"),
+        "NO_COLOR: {plain:?}"
+    );
 }
