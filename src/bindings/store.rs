@@ -811,9 +811,10 @@ pub mod store_api {
 
     /// Opens a store with options: `endpoint`, `region`, `access_key_id`,
     /// `secret_access_key`, `session_token`, `path_style`, `virtual_hosted_style`,
-    /// `allow_http`, `anonymous`, `imds`, `create` (file://), or any `aws_*` key. For
-    /// s3/gs/az, `request_timeout` (seconds, default 120) is how long a request may wait for
-    /// its response, or for more of the response body, before it is abandoned and retried.
+    /// `allow_http`, `anonymous`, `imds` (accepted, no effect), `create` (file://), or any
+    /// `aws_*` key. For s3/gs/az, `request_timeout` (seconds, default 120) is how long a
+    /// request may wait for its response, or for more of the response body, before it is
+    /// abandoned and retried.
     /// For s3, `list_page` is how many keys each list request asks for: 1000 of AWS (its
     /// maximum), 10000 of other endpoints, which answer in fewer requests when they allow
     /// more; one that refuses the size is asked for 1,000 instead. `storage_class`,
