@@ -261,7 +261,9 @@ pub fn build(
         (Some(_), None) => return Err(bad("access_key_id", "needs secret_access_key too")),
         (None, Some(_)) => return Err(bad("secret_access_key", "needs access_key_id too")),
     }
-    let region = region.unwrap_or_else(|| "us-east-1".to_owned());
+    let region = region
+        .or_else(profile_region)
+        .unwrap_or_else(|| "us-east-1".to_owned());
     let endpoint = match endpoint {
         Some(endpoint) => {
             let endpoint = endpoint.trim_end_matches('/').to_owned();
@@ -335,6 +337,16 @@ pub fn build(
         storage_class,
     };
     Ok((store, target))
+}
+
+/// The `region` of the AWS profile (`AWS_PROFILE`, else `default`) in `~/.aws/config`, read
+/// by aws-config's own profile parser, as the AWS CLI reads it.
+fn profile_region() -> Option<String> {
+    use aws_config::meta::region::ProvideRegion;
+    let provider = aws_config::profile::ProfileFileRegionProvider::new();
+    // The provider reads the profile files with std::fs and awaits nothing else: the future
+    // is done on its first poll, so this neither needs nor blocks a tokio runtime.
+    futures::executor::block_on(provider.region()).map(|region| region.to_string())
 }
 
 /// The page size asked of `endpoint` when the options do not say: 1,000 for AWS itself,

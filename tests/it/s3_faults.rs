@@ -98,7 +98,7 @@ struct ProxyState {
 /// A loopback HTTP proxy in front of an S3 endpoint that injects faults by `Plan`. Requests
 /// are forwarded unchanged, Host header included, so SigV4 signatures still verify.
 pub(crate) struct FaultProxy {
-    endpoint: String,
+    pub(crate) endpoint: String,
     state: Arc<ProxyState>,
     runtime: Option<tokio::runtime::Runtime>,
 }

@@ -563,3 +563,40 @@ fn one_tls_crypto_provider_is_linked_ring_and_not_aws_lc() {
         "aws-lc is linked too: cargo tree -i aws-lc-rs -e normal"
     );
 }
+
+#[test]
+fn the_region_of_the_aws_profile_signs_the_requests() {
+    let server = S3Server::start(&["creds"]);
+    let proxy = FaultProxy::start(&server.endpoint, Plan::PassThrough);
+    let home = temp_dir();
+    write(
+        &home.path().join(".aws"),
+        "config",
+        &format!(
+            "[profile eu]\nregion = eu-west-1\naws_access_key_id = {ACCESS_KEY}\n\
+             aws_secret_access_key = {SECRET_KEY}\n"
+        ),
+    );
+    let env: Vec<_> = home_env(&server, home.path(), Some("eu"))
+        .into_iter()
+        .filter(|(name, _)| *name != "AWS_REGION")
+        .map(|(name, value)| match name {
+            "AWS_ENDPOINT_URL" => (name, proxy.endpoint.clone()),
+            _ => (name, value),
+        })
+        .collect();
+    let dir = temp_dir();
+    let outcome = run(dir.path(), &env, PUT_AND_LIST);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert_eq!(outcome.stdout.trim(), "hello.txt 2");
+    let (line, put) = proxy
+        .requests()
+        .into_iter()
+        .find(|(line, _)| line.starts_with("PUT /creds/hello.txt"))
+        .expect("a PutObject");
+    assert!(
+        header(&put, "authorization").contains("/eu-west-1/s3/aws4_request"),
+        "{line}: {}",
+        header(&put, "authorization")
+    );
+}
