@@ -811,12 +811,19 @@ pub mod store_api {
 
     /// Opens a store with options: `endpoint`, `region`, `access_key_id`,
     /// `secret_access_key`, `session_token`, `path_style`, `virtual_hosted_style`,
-    /// `allow_http`, `anonymous`, `imds`, `create` (file://), or any `aws_*` key. For
-    /// s3/gs/az, `request_timeout` (seconds, default 120) is how long a request may wait for
-    /// its response, or for more of the response body, before it is abandoned and retried.
-    /// For s3, `list_page` (default 10000) is how many keys each list request asks for:
-    /// AWS answers at most 1,000 whatever is asked, servers that allow more answer in fewer
-    /// requests, and one that refuses the size is asked for 1,000 instead.
+    /// `allow_http`, `anonymous`, `imds` (accepted, no effect), `create` (file://), or any
+    /// `aws_*` key. For s3/gs/az, `request_timeout` (seconds, default 120) is how long a
+    /// request may wait for its response, or for more of the response body, before it is
+    /// abandoned and retried.
+    /// For s3, `list_page` is how many keys each list request asks for: 1000 of AWS (its
+    /// maximum), 10000 of other endpoints, which answer in fewer requests when they allow
+    /// more; one that refuses the size is asked for 1,000 instead. `storage_class`,
+    /// `server_side_encryption` (`AES256`, `aws:kms`, `aws:kms:dsse`, `sse-c`),
+    /// `sse_kms_key_id`, `sse_bucket_key_enabled`, `sse_customer_key_base64` and
+    /// `checksum_algorithm` (`sha256`) apply to every write, server-side copies included.
+    /// Without keys in the environment or the options, credentials come from the AWS default
+    /// chain (`AWS_PROFILE`, `~/.aws/config` and `~/.aws/credentials` with
+    /// `credential_process`, SSO and `role_arn`, web identity, containers, instance metadata).
     ///
     /// ```rhai
     /// let s = store::open("s3://backups", #{ endpoint: "http://127.0.0.1:9000", region: "us-east-1" });

@@ -81,9 +81,16 @@ impl Bucket {
     pub fn open(url: &str, options: &StoreOptions) -> Result<Bucket, StoreError> {
         for (key, value) in options {
             let key = key.to_ascii_lowercase();
-            if ["secret", "token", "password", "sas", "credential"]
-                .iter()
-                .any(|word| key.contains(word))
+            if [
+                "secret",
+                "token",
+                "password",
+                "sas",
+                "credential",
+                "customer_key",
+            ]
+            .iter()
+            .any(|word| key.contains(word))
             {
                 crate::redact::register(value);
             }
@@ -243,6 +250,19 @@ impl Bucket {
     /// `TransientCounter`); always 0 for `file://` and `memory://` stores.
     pub fn transient_failures(&self) -> u64 {
         self.transient.get()
+    }
+
+    /// The attributes every object written to this store gets (the S3 `storage_class`
+    /// option); object_store adds the encryption and checksum options itself.
+    pub fn write_attributes(&self) -> object_store::Attributes {
+        let mut attributes = object_store::Attributes::new();
+        if let Some(class) = self.s3.as_deref().and_then(S3Target::storage_class) {
+            attributes.insert(
+                object_store::Attribute::StorageClass,
+                class.to_owned().into(),
+            );
+        }
+        attributes
     }
 
     /// The S3 endpoint and bucket, when this is an S3 store.
@@ -513,8 +533,9 @@ impl Bucket {
     /// Writes one object in a single request (atomic).
     pub async fn put_bytes(&self, key: &str, data: Bytes) -> Result<(), StoreError> {
         let path = self.path(key)?;
+        let options = object_store::PutOptions::from(self.write_attributes());
         self.store
-            .put(&path, PutPayload::from_bytes(data))
+            .put_opts(&path, PutPayload::from_bytes(data), options)
             .await
             .map_err(|error| self.fail("put", key, error))?;
         Ok(())

@@ -103,6 +103,14 @@ impl StoreError {
         target: impl Into<String>,
         error: object_store::Error,
     ) -> Self {
+        if let Some(chain) = find_source::<super::aws_chain::ChainError>(&error) {
+            return StoreError::Request {
+                action,
+                target: target.into(),
+                kind: Kind::Unauthenticated,
+                detail: chain.to_string(),
+            };
+        }
         let text = crate::kind::chain_text(&error);
         let code = s3_error_code(&text);
         if let Some((kind, detail)) = code.as_deref().and_then(describe_s3_code) {
@@ -153,6 +161,20 @@ impl StoreError {
             _ => false,
         }
     }
+}
+
+/// The first error of type `T` in `error`'s chain of sources, itself included.
+fn find_source<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(found) = error.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = error.source();
+    }
+    None
 }
 
 /// What an S3 error code means to a user, for the codes that need no further detail.

@@ -103,6 +103,9 @@ impl CountingConnector {
 
 impl HttpConnector for CountingConnector {
     fn connect(&self, options: &ClientOptions) -> object_store::Result<HttpClient> {
+        // reqwest is built without a crypto provider of its own (one provider in the
+        // binary: ring); it takes the process default, which must exist before it builds.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(HttpClient::new(CountingService {
             inner: ReqwestConnector::default().connect(options)?,
             counter: self.counter.clone(),

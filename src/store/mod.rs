@@ -1,6 +1,7 @@
 //! Object storage: store URLs and options, the `Bucket` client, streaming backup I/O, the
 //! bucket clone (`sync`) and its verification. No rhai here; `bindings/store.rs` wraps it.
 
+pub mod aws_chain;
 pub mod bucket;
 pub mod error;
 pub mod http;

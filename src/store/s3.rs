@@ -21,13 +21,15 @@ use crate::kind::Kind;
 /// The largest object a single CopyObject may copy.
 pub const MAX_SINGLE_COPY: u64 = 5 << 30;
 
-/// Keys asked for per ListObjectsV2 request unless the `list_page` option says otherwise.
-/// AWS S3, MinIO and Ceph answer at most 1,000 whatever is asked; servers that allow more
-/// (s3s-fs, Ceph with a raised `rgw_max_listing_results`) then answer in fewer requests, and
-/// some of them walk the whole bucket for every page.
+/// Keys asked for per ListObjectsV2 request of an S3-compatible endpoint unless the
+/// `list_page` option says otherwise. MinIO and Ceph answer at most 1,000 whatever is asked;
+/// servers that allow more (s3s-fs, Ceph with a raised `rgw_max_listing_results`) then
+/// answer in fewer requests, and some of them walk the whole bucket for every page; one that
+/// refuses the size is asked for 1,000 from then on.
 pub const DEFAULT_LIST_PAGE: u32 = 10_000;
 
-/// The page size every S3 server accepts.
+/// The page size every S3 server accepts. AWS S3 itself (no `endpoint`, or an
+/// `amazonaws.com` one) never answers more, so it is asked for just that.
 const STANDARD_LIST_PAGE: u32 = 1_000;
 
 /// Attempts per list request when the failure is transient (5xx, SlowDown, a dropped or
@@ -45,6 +47,108 @@ pub struct S3Target {
     http: HttpClient,
     /// Keys asked for per list request; lowered to 1,000 for good if the server refuses more.
     list_page: AtomicU32,
+    /// What the store's writes carry, so server-side copies into it carry it too.
+    writes: WriteHeaders,
+    /// The `storage_class` option, which object_store's own writes get as an attribute.
+    storage_class: Option<String>,
+}
+
+/// The headers of the options a store was opened with that every write into it must carry:
+/// object_store sends them on its own writes, our copy requests send them on theirs.
+#[derive(Clone, Default)]
+struct WriteHeaders {
+    /// SSE-S3 / SSE-KMS (`x-amz-server-side-encryption`, the KMS key id, the bucket-key
+    /// flag), `x-amz-storage-class` and `x-amz-checksum-algorithm`: on CopyObject and
+    /// CreateMultipartUpload.
+    object: Vec<(&'static str, String)>,
+    /// SSE-C (algorithm, key, key MD5): on every request that writes or reads object data,
+    /// UploadPartCopy and CompleteMultipartUpload included; with the `x-amz-copy-source-`
+    /// prefix when this store is a copy's source.
+    customer_key: Vec<(&'static str, String)>,
+    /// Whether the object's parts carry a SHA-256 the completion must repeat.
+    sha256: bool,
+}
+
+impl WriteHeaders {
+    /// Reads the encryption, storage class and checksum settings `builder` was configured
+    /// with (from options or the environment) and `storage_class`.
+    fn of(
+        url: &StoreUrl,
+        builder: &AmazonS3Builder,
+        storage_class: Option<String>,
+    ) -> Result<WriteHeaders, StoreError> {
+        let config = |name: &str| {
+            name.parse::<AmazonS3ConfigKey>()
+                .ok()
+                .and_then(|key| builder.get_config_value(&key))
+        };
+        let bad = |key: &str, reason: &str| StoreError::BadOption {
+            url: url.to_string(),
+            key: key.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let mut headers = WriteHeaders::default();
+        match config("aws_server_side_encryption").as_deref() {
+            None => {}
+            Some("sse-c") => {
+                let key = config("aws_sse_customer_key_base64").ok_or_else(|| {
+                    bad(
+                        "aws_server_side_encryption",
+                        "is sse-c but aws_sse_customer_key_base64 is not set",
+                    )
+                })?;
+                let decoded =
+                    base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &key)
+                        .map_err(|_| bad("aws_sse_customer_key_base64", "is not base64"))?;
+                let digest = <md5::Md5 as md5::Digest>::digest(&decoded);
+                let key_md5 =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, digest);
+                headers.customer_key = vec![
+                    (
+                        "x-amz-server-side-encryption-customer-algorithm",
+                        "AES256".to_owned(),
+                    ),
+                    ("x-amz-server-side-encryption-customer-key", key),
+                    ("x-amz-server-side-encryption-customer-key-MD5", key_md5),
+                ];
+            }
+            Some(kind) => {
+                headers
+                    .object
+                    .push(("x-amz-server-side-encryption", kind.to_owned()));
+                if let Some(key_id) = config("aws_sse_kms_key_id") {
+                    headers
+                        .object
+                        .push(("x-amz-server-side-encryption-aws-kms-key-id", key_id));
+                }
+                if let Some(enabled) = config("aws_sse_bucket_key_enabled") {
+                    headers
+                        .object
+                        .push(("x-amz-server-side-encryption-bucket-key-enabled", enabled));
+                }
+            }
+        }
+        if let Some(class) = storage_class {
+            headers.object.push(("x-amz-storage-class", class));
+        }
+        if let Some(algorithm) = config("aws_checksum_algorithm") {
+            headers.sha256 = algorithm.eq_ignore_ascii_case("sha256");
+            headers
+                .object
+                .push(("x-amz-checksum-algorithm", algorithm.to_ascii_uppercase()));
+        }
+        Ok(headers)
+    }
+
+    /// The SSE-C headers a copy reading from this store sends.
+    fn as_copy_source(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.customer_key.iter().map(|(name, value)| {
+            (
+                name.replacen("x-amz-", "x-amz-copy-source-", 1),
+                value.clone(),
+            )
+        })
+    }
 }
 
 impl std::fmt::Debug for S3Target {
@@ -59,7 +163,8 @@ impl std::fmt::Debug for S3Target {
 
 const KNOWN_OPTIONS: &str = "endpoint, region, access_key_id, secret_access_key, session_token, \
     path_style, virtual_hosted_style, allow_http, anonymous, imds, request_timeout, create, list_page, \
-    or any aws_* key";
+    storage_class, server_side_encryption, sse_kms_key_id, sse_bucket_key_enabled, \
+    sse_customer_key_base64, checksum_algorithm, or any aws_* key";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|value| !value.is_empty())
@@ -88,17 +193,13 @@ pub fn build(
         .or_else(|| env("AWS_ENDPOINT_URL"))
         .or_else(|| env("AWS_ENDPOINT"));
     let mut region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
-    let mut has_key = env("AWS_ACCESS_KEY_ID").is_some() && env("AWS_SECRET_ACCESS_KEY").is_some();
-    let ambient = env("AWS_WEB_IDENTITY_TOKEN_FILE").is_some()
-        || env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_some()
-        || env("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_some();
     let mut anonymous = false;
-    let mut imds = false;
     let mut virtual_hosted = false;
     let mut allow_http = None;
     let mut option_key = None;
     let mut option_secret = None;
-    let mut list_page = DEFAULT_LIST_PAGE;
+    let mut list_page = None;
+    let mut storage_class = None;
     for (key, value) in options {
         match key.as_str() {
             "endpoint" | "endpoint_url" => endpoint = Some(value.clone()),
@@ -110,10 +211,25 @@ pub fn build(
             "virtual_hosted_style" => virtual_hosted = option_bool(url, key, value)?,
             "allow_http" => allow_http = Some(option_bool(url, key, value)?),
             "anonymous" => anonymous = option_bool(url, key, value)?,
-            "imds" => imds = option_bool(url, key, value)?,
+            "imds" => {
+                // Kept for scripts written when instance metadata had to be asked for: the
+                // chain always ends with it (AWS_EC2_METADATA_DISABLED=true skips it).
+                option_bool(url, key, value)?;
+            }
             "create" | "request_timeout" => {}
+            "storage_class" => storage_class = Some(value.clone()),
+            "server_side_encryption"
+            | "sse_kms_key_id"
+            | "sse_bucket_key_enabled"
+            | "sse_customer_key_base64"
+            | "checksum_algorithm" => {
+                let config_key: AmazonS3ConfigKey = key
+                    .parse()
+                    .map_err(|_| bad(key, &format!("is unknown; known: {KNOWN_OPTIONS}")))?;
+                builder = builder.with_config(config_key, value);
+            }
             "list_page" => {
-                list_page = value
+                let page = value
                     .trim()
                     .parse()
                     .ok()
@@ -124,6 +240,7 @@ pub fn build(
                             &format!("must be a number of keys from 1 to 1000000 (got '{value}')"),
                         )
                     })?;
+                list_page = Some(page);
             }
             other if other.starts_with("aws_") => {
                 let config_key: AmazonS3ConfigKey = other
@@ -139,21 +256,14 @@ pub fn build(
             builder = builder
                 .with_access_key_id(key_id)
                 .with_secret_access_key(secret);
-            has_key = true;
         }
         (None, None) => {}
         (Some(_), None) => return Err(bad("access_key_id", "needs secret_access_key too")),
         (None, Some(_)) => return Err(bad("secret_access_key", "needs access_key_id too")),
     }
-    if !(has_key || ambient || anonymous || imds) {
-        return Err(StoreError::MissingCredentials {
-            url: url.to_string(),
-            hint: "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or pass access_key_id and \
-                   secret_access_key, or anonymous: true, or imds: true on an EC2 instance"
-                .to_owned(),
-        });
-    }
-    let region = region.unwrap_or_else(|| "us-east-1".to_owned());
+    let region = region
+        .or_else(profile_region)
+        .unwrap_or_else(|| "us-east-1".to_owned());
     let endpoint = match endpoint {
         Some(endpoint) => {
             let endpoint = endpoint.trim_end_matches('/').to_owned();
@@ -168,11 +278,35 @@ pub fn build(
         }
         None => format!("https://s3.{region}.amazonaws.com"),
     };
+    let list_page = list_page.unwrap_or_else(|| default_list_page(&endpoint));
     builder = builder
         .with_region(&region)
         .with_virtual_hosted_style_request(virtual_hosted)
         .with_skip_signature(anonymous)
         .with_retry(retry);
+    // Without a key of its own, a store asks the AWS default chain, as the AWS CLI does;
+    // object_store's own fallbacks know neither profiles nor credential_process nor SSO.
+    // A key (from the environment or the options) or an explicit object_store credential
+    // source in the options is used as given.
+    let own_source = [
+        AmazonS3ConfigKey::AccessKeyId,
+        AmazonS3ConfigKey::SecretAccessKey,
+    ]
+    .iter()
+    .any(|key| builder.get_config_value(key).is_some())
+        || options.keys().any(|key| {
+            [
+                "web_identity",
+                "container_",
+                "role_arn",
+                "metadata_endpoint",
+            ]
+            .iter()
+            .any(|source| key.contains(source))
+        });
+    if !(own_source || anonymous) {
+        builder = builder.with_credentials(Arc::new(super::aws_chain::AwsChain::new(&region)));
+    }
     if let Some(allow) = allow_http {
         builder = builder.with_allow_http(allow);
     }
@@ -183,6 +317,7 @@ pub fn build(
     builder = builder
         .with_client_options(client_options.clone())
         .with_http_connector(CountingConnector::new(counter.clone()));
+    let writes = WriteHeaders::of(url, &builder, storage_class.clone())?;
     let store = builder
         .build()
         .map_err(|error| StoreError::from_object_store("open", url.to_string(), error))?;
@@ -198,8 +333,36 @@ pub fn build(
         anonymous,
         http,
         list_page: AtomicU32::new(list_page),
+        writes,
+        storage_class,
     };
     Ok((store, target))
+}
+
+/// The `region` of the AWS profile (`AWS_PROFILE`, else `default`) in `~/.aws/config`, read
+/// by aws-config's own profile parser, as the AWS CLI reads it.
+fn profile_region() -> Option<String> {
+    use aws_config::meta::region::ProvideRegion;
+    let provider = aws_config::profile::ProfileFileRegionProvider::new();
+    // The provider reads the profile files with std::fs and awaits nothing else: the future
+    // is done on its first poll, so this neither needs nor blocks a tokio runtime.
+    futures::executor::block_on(provider.region()).map(|region| region.to_string())
+}
+
+/// The page size asked of `endpoint` when the options do not say: 1,000 for AWS itself,
+/// which caps at that, `DEFAULT_LIST_PAGE` for other servers.
+fn default_list_page(endpoint: &str) -> u32 {
+    let host = endpoint
+        .split_once("://")
+        .map_or(endpoint, |(_, rest)| rest)
+        .split(['/', ':'])
+        .next()
+        .unwrap_or_default();
+    if host == "amazonaws.com" || host.ends_with(".amazonaws.com") {
+        STANDARD_LIST_PAGE
+    } else {
+        DEFAULT_LIST_PAGE
+    }
 }
 
 /// Percent-encodes a key for a request path: everything but unreserved characters and `/`.
@@ -296,6 +459,9 @@ fn parse_list_page(text: &str) -> Result<ListPage, CopyFailure> {
     })
 }
 
+/// The `code` of a request that was never sent: the credential chain gave nothing.
+const NO_CREDENTIALS: &str = "NoCredentials";
+
 /// One failed request to S3, as the copy engine sees it.
 #[derive(Debug)]
 pub struct CopyFailure {
@@ -310,6 +476,9 @@ pub struct CopyFailure {
 impl CopyFailure {
     /// Whether retrying the same request later may succeed.
     pub fn is_transient(&self) -> bool {
+        if self.code.as_deref() == Some(NO_CREDENTIALS) {
+            return false;
+        }
         let status_says = match self.status {
             None => true,
             Some(status) => http::StatusCode::from_u16(status).is_ok_and(is_transient_status),
@@ -343,6 +512,7 @@ impl CopyFailure {
             };
         }
         let kind = match (self.status, self.code.as_deref()) {
+            (_, Some(NO_CREDENTIALS)) => Kind::Unauthenticated,
             (_, Some("SlowDown")) | (Some(500..=599), _) | (None, _) => Kind::Unavailable,
             (Some(404), _) => Kind::NotFound,
             (Some(403), _) => Kind::PermissionDenied,
@@ -361,6 +531,11 @@ impl S3Target {
     /// The endpoint URL (no credentials).
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// The storage class objects are written with, when the store was opened with one.
+    pub fn storage_class(&self) -> Option<&str> {
+        self.storage_class.as_deref()
     }
 
     /// Whether a server-side copy from `source` into this bucket can be attempted: same
@@ -411,10 +586,10 @@ impl S3Target {
                 Err(failure) => failure,
             };
             attempt += 1;
-            if page > STANDARD_LIST_PAGE
-                && failure.status == Some(400)
-                && failure.code.as_deref() == Some("InvalidArgument")
-            {
+            // Servers word the refusal differently (InvalidArgument, InvalidRequest, ...): any
+            // 400 to a large page is asked again with 1,000, which either works or fails for
+            // the request's real fault.
+            if page > STANDARD_LIST_PAGE && failure.status == Some(400) {
                 self.list_page.store(STANDARD_LIST_PAGE, Ordering::Relaxed);
                 continue;
             }
@@ -456,7 +631,7 @@ impl S3Target {
         &self,
         method: http::Method,
         url: String,
-        headers: &[(&str, String)],
+        headers: &[(String, String)],
         body: bytes::Bytes,
     ) -> Result<(http::HeaderMap, String), CopyFailure> {
         let failure = |detail: String| CopyFailure {
@@ -466,16 +641,26 @@ impl S3Target {
         };
         let mut builder = http::Request::builder().method(method).uri(&url);
         for (name, value) in headers {
-            builder = builder.header(*name, value);
+            builder = builder.header(name, value);
         }
         let mut request: HttpRequest = builder
             .body(body.into())
             .map_err(|error| failure(format!("build request: {error}")))?;
-        let credential = self
-            .credentials
-            .get_credential()
-            .await
-            .map_err(|error| failure(format!("get credentials: {error}")))?;
+        let credential = self.credentials.get_credential().await.map_err(|error| {
+            // The chain's own message (it names the profile); not a transient failure.
+            match super::error::StoreError::from_object_store("sign", String::new(), error) {
+                StoreError::Request {
+                    kind: Kind::Unauthenticated,
+                    detail,
+                    ..
+                } => CopyFailure {
+                    status: None,
+                    code: Some(NO_CREDENTIALS.to_owned()),
+                    detail,
+                },
+                other => failure(format!("get credentials: {other}")),
+            }
+        })?;
         AwsAuthorizer::new(&credential, "s3", &self.region)
             .try_authorize(&mut request, None)
             .map_err(|error| failure(format!("sign request: {error}")))?;
@@ -509,14 +694,43 @@ impl S3Target {
         format!("/{}/{}", source.bucket, encode_key(key))
     }
 
-    /// Copies `source_key` from `source` to `key` in this bucket with one CopyObject.
+    /// The headers of a request that reads `source_key` from `source` into this bucket: the
+    /// copy source, the source's SSE-C key, and this store's own SSE-C key.
+    fn copy_headers(&self, source: &S3Target, source_key: &str) -> Vec<(String, String)> {
+        let mut headers = vec![(
+            "x-amz-copy-source".to_owned(),
+            Self::copy_source(source, source_key),
+        )];
+        headers.extend(source.writes.as_copy_source());
+        headers.extend(self.customer_key_headers());
+        headers
+    }
+
+    fn customer_key_headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.writes
+            .customer_key
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+    }
+
+    /// The headers that create an object in this bucket: encryption, storage class, checksum.
+    fn object_headers(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.writes
+            .object
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+    }
+
+    /// Copies `source_key` from `source` to `key` in this bucket with one CopyObject, with
+    /// the encryption, storage class and checksum this store writes with.
     pub async fn copy_object(
         &self,
         source: &S3Target,
         source_key: &str,
         key: &str,
     ) -> Result<(), CopyFailure> {
-        let headers = [("x-amz-copy-source", Self::copy_source(source, source_key))];
+        let mut headers = self.copy_headers(source, source_key);
+        headers.extend(self.object_headers());
         self.send(
             http::Method::PUT,
             self.object_url(key, ""),
@@ -528,7 +742,8 @@ impl S3Target {
     }
 
     /// Copies a large object with UploadPartCopy, `part_size` bytes per part, aborting the
-    /// upload on any failure so no partial object remains.
+    /// upload on any failure so no partial object remains. The upload is created with the
+    /// encryption, storage class and checksum this store writes with.
     pub async fn copy_multipart(
         &self,
         source: &S3Target,
@@ -537,11 +752,15 @@ impl S3Target {
         size: u64,
         part_size: u64,
     ) -> Result<(), CopyFailure> {
+        let create_headers: Vec<_> = self
+            .object_headers()
+            .chain(self.customer_key_headers())
+            .collect();
         let (_, created) = self
             .send(
                 http::Method::POST,
                 self.object_url(key, "uploads"),
-                &[],
+                &create_headers,
                 bytes::Bytes::new(),
             )
             .await?;
@@ -557,17 +776,23 @@ impl S3Target {
         match result {
             Ok(parts) => {
                 let mut body = String::from("<CompleteMultipartUpload>");
-                for (number, etag) in &parts {
+                for part in &parts {
                     body.push_str(&format!(
-                        "<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"
+                        "<Part><PartNumber>{}</PartNumber><ETag>{}</ETag>",
+                        part.number, part.etag
                     ));
+                    if let Some(sha256) = &part.sha256 {
+                        body.push_str(&format!("<ChecksumSHA256>{sha256}</ChecksumSHA256>"));
+                    }
+                    body.push_str("</Part>");
                 }
                 body.push_str("</CompleteMultipartUpload>");
+                let complete_headers: Vec<_> = self.customer_key_headers().collect();
                 let completed = self
                     .send(
                         http::Method::POST,
                         self.object_url(key, &format!("uploadId={encoded_id}")),
-                        &[],
+                        &complete_headers,
                         bytes::Bytes::from(body),
                     )
                     .await;
@@ -591,7 +816,7 @@ impl S3Target {
         size: u64,
         part_size: u64,
         encoded_id: &str,
-    ) -> Result<Vec<(u64, String)>, CopyFailure> {
+    ) -> Result<Vec<CopiedPart>, CopyFailure> {
         use futures::stream::{StreamExt, TryStreamExt};
         let part_size = part_size.max(1);
         let count = size.div_ceil(part_size).max(1);
@@ -599,10 +824,11 @@ impl S3Target {
             .map(|number| async move {
                 let start = (number - 1) * part_size;
                 let end = (start + part_size).min(size).saturating_sub(1);
-                let headers = [
-                    ("x-amz-copy-source", Self::copy_source(source, source_key)),
-                    ("x-amz-copy-source-range", format!("bytes={start}-{end}")),
-                ];
+                let mut headers = self.copy_headers(source, source_key);
+                headers.push((
+                    "x-amz-copy-source-range".to_owned(),
+                    format!("bytes={start}-{end}"),
+                ));
                 let (_, text) = self
                     .send(
                         http::Method::PUT,
@@ -616,7 +842,16 @@ impl S3Target {
                     code: None,
                     detail: format!("no ETag for part {number}"),
                 })?;
-                Ok((number, etag))
+                let sha256 = if self.writes.sha256 {
+                    xml_value(&text, "ChecksumSHA256")
+                } else {
+                    None
+                };
+                Ok(CopiedPart {
+                    number,
+                    etag,
+                    sha256,
+                })
             })
             .buffered(4)
             .try_collect()
@@ -634,6 +869,14 @@ impl S3Target {
             )
             .await;
     }
+}
+
+/// One part of a multipart copy, as CompleteMultipartUpload names it.
+struct CopiedPart {
+    number: u64,
+    etag: String,
+    /// The part's SHA-256, when the upload was created with that checksum algorithm.
+    sha256: Option<String>,
 }
 
 /// The text of the first `<tag>` element in an XML document, entities decoded.
@@ -654,6 +897,30 @@ fn xml_value(text: &str, tag: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_is_asked_for_the_1000_keys_it_answers_and_other_servers_for_more() {
+        assert_eq!(
+            default_list_page("https://s3.eu-west-1.amazonaws.com"),
+            1_000
+        );
+        assert_eq!(
+            default_list_page("https://bucket.s3.amazonaws.com:443/"),
+            1_000
+        );
+        assert_eq!(
+            default_list_page("http://127.0.0.1:9000"),
+            DEFAULT_LIST_PAGE
+        );
+        assert_eq!(
+            default_list_page("https://minio.example.com"),
+            DEFAULT_LIST_PAGE
+        );
+        assert_eq!(
+            default_list_page("https://notamazonaws.com"),
+            DEFAULT_LIST_PAGE
+        );
+    }
 
     #[test]
     fn keys_are_encoded_for_request_paths() {

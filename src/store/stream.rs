@@ -37,7 +37,8 @@ pub fn open_writer(url: &str, options: &StoreOptions) -> Result<ObjectWriter, St
         .or_insert_with(|| "false".to_owned());
     let (bucket, path) = object_at(url, &options)?;
     let writer = BufWriter::with_capacity(bucket.object_store().clone(), path, WRITER_PART_SIZE)
-        .with_max_concurrency(WRITER_PARTS_IN_FLIGHT);
+        .with_max_concurrency(WRITER_PARTS_IN_FLIGHT)
+        .with_attributes(bucket.write_attributes());
     Ok(ObjectWriter {
         inner: Some(writer),
         url: bucket.url().to_string(),

@@ -847,8 +847,9 @@ async fn stream_copy(
         shared
             .host_bytes
             .fetch_add(data.len() as u64, Ordering::Relaxed);
+        let options = object_store::PutOptions::from(dst.write_attributes());
         dst.object_store()
-            .put(target_path, PutPayload::from_bytes(data))
+            .put_opts(target_path, PutPayload::from_bytes(data), options)
             .await
             .map_err(|error| StoreError::from_object_store("put", target_url(), error))?;
         return Ok(());
@@ -871,7 +872,10 @@ async fn stream_copy(
         .into_stream();
     let upload = dst
         .object_store()
-        .put_multipart(target_path)
+        .put_multipart_opts(
+            target_path,
+            object_store::PutMultipartOptions::from(dst.write_attributes()),
+        )
         .await
         .map_err(|error| StoreError::from_object_store("start upload", target_url(), error))?;
     let mut writer = WriteMultipart::new_with_chunk_size(upload, part_size);

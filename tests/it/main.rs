@@ -25,6 +25,7 @@ mod sandbox_strict;
 mod scripts;
 mod secrets;
 mod store;
+mod store_aws;
 mod support;
 mod urls;
 mod verify_relations;

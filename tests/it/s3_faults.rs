@@ -23,7 +23,7 @@ use crate::support::{temp_dir, write};
 
 /// What the proxy does to the requests it sees.
 #[derive(Clone)]
-enum Plan {
+pub(crate) enum Plan {
     /// Each request (method and URL) is faulted at most once, so every retry gets through:
     /// one in four of the object and list requests gets a fault, cycling through 503
     /// SlowDown, 500 InternalError, a dropped connection and a short delay; once, a list
@@ -31,9 +31,11 @@ enum Plan {
     Scheduled,
     /// Every request for this key (in any bucket) gets 503 SlowDown.
     AlwaysFail(String),
-    /// A list request asking for more than 1,000 keys gets 400 InvalidArgument, as from a
-    /// server that refuses large pages instead of capping them.
-    StandardPagesOnly,
+    /// A list request asking for more than 1,000 keys gets 400 with this error code, as from
+    /// a server that refuses large pages instead of capping them.
+    StandardPagesOnly(&'static str),
+    /// Nothing is faulted; requests are only recorded (see `FaultProxy::requests`).
+    PassThrough,
 }
 
 /// The requests a client can tell failed, by fault, plus the delays it cannot.
@@ -89,12 +91,14 @@ struct ProxyState {
     stall_done: AtomicBool,
     cut_done: AtomicBool,
     counters: Counters,
+    /// Every request seen: `METHOD PATH?QUERY` and its headers.
+    requests: Mutex<Vec<(String, hyper::HeaderMap)>>,
 }
 
 /// A loopback HTTP proxy in front of an S3 endpoint that injects faults by `Plan`. Requests
 /// are forwarded unchanged, Host header included, so SigV4 signatures still verify.
-struct FaultProxy {
-    endpoint: String,
+pub(crate) struct FaultProxy {
+    pub(crate) endpoint: String,
     state: Arc<ProxyState>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -147,7 +151,7 @@ fn full(bytes: Bytes) -> ProxyBody {
 }
 
 impl FaultProxy {
-    fn start(upstream_endpoint: &str, plan: Plan) -> FaultProxy {
+    pub(crate) fn start(upstream_endpoint: &str, plan: Plan) -> FaultProxy {
         let upstream: SocketAddr = upstream_endpoint
             .trim_start_matches("http://")
             .trim_end_matches('/')
@@ -169,6 +173,7 @@ impl FaultProxy {
             stall_done: AtomicBool::new(false),
             cut_done: AtomicBool::new(false),
             counters: Counters::default(),
+            requests: Mutex::new(Vec::new()),
         });
         let accept_state = Arc::clone(&state);
         runtime.spawn(async move {
@@ -205,8 +210,17 @@ impl FaultProxy {
         self.state.counters.take()
     }
 
+    /// The requests forwarded so far: `METHOD PATH?QUERY` and the headers as sent.
+    pub(crate) fn requests(&self) -> Vec<(String, hyper::HeaderMap)> {
+        self.state
+            .requests
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
     /// `server`'s environment with the endpoint pointing at this proxy.
-    fn env(&self, server: &S3Server) -> Vec<(&'static str, String)> {
+    pub(crate) fn env(&self, server: &S3Server) -> Vec<(&'static str, String)> {
         server
             .env()
             .into_iter()
@@ -275,6 +289,14 @@ async fn handle(
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let target = classify(&parts.method, &path, &query);
+    state
+        .requests
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push((
+            format!("{} {}", parts.method, parts.uri),
+            parts.headers.clone(),
+        ));
     let fault = match &state.plan {
         Plan::AlwaysFail(key) => {
             if key_of(&path) == Some(key.as_str()) {
@@ -284,18 +306,20 @@ async fn handle(
             }
         }
         Plan::Scheduled => schedule(state, target, format!("{} {}", parts.method, parts.uri)),
-        Plan::StandardPagesOnly => Fault::None,
+        Plan::StandardPagesOnly(_) | Plan::PassThrough => Fault::None,
     };
     if target == Target::List {
         let asked = query
             .split('&')
             .find_map(|pair| pair.strip_prefix("max-keys="))
             .and_then(|value| value.parse::<u64>().ok());
-        if matches!(state.plan, Plan::StandardPagesOnly) && asked.is_some_and(|keys| keys > 1000) {
+        if let Plan::StandardPagesOnly(code) = state.plan
+            && asked.is_some_and(|keys| keys > 1000)
+        {
             state.counters.refused_pages.fetch_add(1, Ordering::SeqCst);
             return Ok(s3_error(
                 StatusCode::BAD_REQUEST,
-                "InvalidArgument",
+                code,
                 "max-keys must be between 0 and 1000",
                 &path,
             ));
@@ -654,6 +678,17 @@ fn an_object_that_keeps_failing_is_reported_and_no_deletion_is_mirrored() {
 
 #[test]
 fn a_server_that_refuses_pages_over_1000_keys_is_listed_in_pages_of_1000() {
+    listed_in_pages_of_1000_after_refusals_with("InvalidArgument");
+}
+
+#[test]
+fn a_server_refusing_large_pages_with_another_400_code_is_listed_in_pages_of_1000() {
+    // Not every server says InvalidArgument; any 400 to a page above 1,000 keys is retried
+    // with 1,000, which a server either takes or refuses for its real reason.
+    listed_in_pages_of_1000_after_refusals_with("InvalidRequest");
+}
+
+fn listed_in_pages_of_1000_after_refusals_with(code: &'static str) {
     let server = S3Server::start(&["src", "dst"]);
     // More than one standard page in one folder, so continuation tokens are followed.
     let objects: Vec<(String, Vec<u8>)> = (0..1234)
@@ -664,7 +699,7 @@ fn a_server_that_refuses_pages_over_1000_keys_is_listed_in_pages_of_1000() {
         })
         .collect();
     seed(&server, "src", &objects);
-    let proxy = FaultProxy::start(&server.endpoint, Plan::StandardPagesOnly);
+    let proxy = FaultProxy::start(&server.endpoint, Plan::StandardPagesOnly(code));
     let dir = temp_dir();
 
     let report = run_json(

@@ -439,13 +439,21 @@ fn bad_input_fails_clearly_naming_the_url_never_the_secret_and_writes_nothing() 
         "{in_url}"
     );
 
+    // Without keys the AWS chain is asked (on first use); it finds none under an empty HOME.
+    let empty_home = temp_dir();
     let no_credentials = caught(
         dir.path(),
-        &[("AWS_ENDPOINT_URL", server.endpoint.clone())],
-        r#"store::open("s3://src-bucket")"#,
+        &[
+            ("AWS_ENDPOINT_URL", server.endpoint.clone()),
+            ("HOME", empty_home.path().display().to_string()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ],
+        r#"store::open("s3://src-bucket").exists("data/k")"#,
     );
     assert!(
-        no_credentials.starts_with("unauthenticated|open s3://src-bucket: no credentials"),
+        no_credentials.starts_with(
+            "unauthenticated|head s3://src-bucket/data/k: get credentials from the AWS chain"
+        ),
         "{no_credentials}"
     );
 
