@@ -20,6 +20,7 @@ pub const RUN_CONTROLS: &[&str] = &[
     "hold_seconds",
     "take_over",
     "force",
+    "allow_versions",
     "kube_timeout",
     "wait",
 ];
@@ -36,14 +37,14 @@ fn fingerprint(args: &BTreeMap<String, String>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The keys whose values differ between two fingerprints, as `key (changed|added|removed)`.
+/// The arguments of the earlier run that a re-run changed or dropped, as `key (changed)` /
+/// `key (removed)`. An argument the earlier run did not have may be added (the legacy flows'
+/// re-run after their redeploy stop adds `deploy=`): the finished steps did not use it.
 fn changes(then: &BTreeMap<String, String>, now: &BTreeMap<String, String>) -> Vec<String> {
     let mut changed = Vec::new();
     for (key, value) in now {
-        match then.get(key) {
-            None => changed.push(format!("{key} (added)")),
-            Some(before) if before != value => changed.push(format!("{key} (changed)")),
-            Some(_) => {}
+        if then.get(key).is_some_and(|before| before != value) {
+            changed.push(format!("{key} (changed)"));
         }
     }
     for key in then.keys().filter(|key| !now.contains_key(*key)) {
@@ -133,7 +134,7 @@ pub enum JournalError {
         path: PathBuf,
         /// The script.
         script: String,
-        /// `key (changed)`, `key (added)`, `key (removed)`.
+        /// `key (changed)`, `key (removed)`.
         changes: Vec<String>,
     },
     /// The journal belongs to another script.
@@ -285,7 +286,10 @@ impl Journal {
                         // Written before journals knew their arguments.
                         None => Vec::new(),
                     };
-                    let pending = !existing.steps.is_empty() || !existing.intents.is_empty();
+                    // Only finished steps (whose results a resume reuses) and intents bind a
+                    // run to its arguments; a run that only failed can be retried with others.
+                    let pending = existing.steps.iter().any(|step| step.status == "done")
+                        || !existing.intents.is_empty();
                     if restart {
                         forgotten = existing
                             .steps
@@ -517,7 +521,8 @@ mod tests {
         let error = Journal::open_run(&path, "migrate", &other, false).expect_err("refused");
         let message = error.to_string();
         assert!(
-            message.contains("backup (changed), extra (added), to (removed)")
+            message.contains("backup (changed), to (removed)")
+                && !message.contains("extra")
                 && message.contains("--restart"),
             "{message}"
         );
