@@ -163,20 +163,28 @@ pub fn proxy_for(
     parse(value.trim(), name)
 }
 
-/// The `proxy-url` of the cluster a context names, if any.
-pub fn context_proxy_url(config: &Kubeconfig, context: &str) -> Option<String> {
-    let cluster_name = config
+/// The context named `context`, if the kubeconfig has it.
+fn named_context<'a>(config: &'a Kubeconfig, context: &str) -> Option<&'a kube::config::Context> {
+    config
         .contexts
         .iter()
         .find(|named| named.name == context)
         .and_then(|named| named.context.as_ref())
-        .map(|context| context.cluster.clone())?;
+}
+
+/// The cluster a context names, if the kubeconfig has both.
+fn context_cluster<'a>(config: &'a Kubeconfig, context: &str) -> Option<&'a kube::config::Cluster> {
+    let cluster_name = &named_context(config, context)?.cluster;
     config
         .clusters
         .iter()
-        .find(|cluster| cluster.name == cluster_name)
+        .find(|cluster| &cluster.name == cluster_name)
         .and_then(|cluster| cluster.cluster.as_ref())
-        .and_then(|cluster| cluster.proxy_url.clone())
+}
+
+/// The `proxy-url` of the cluster a context names, if any.
+pub fn context_proxy_url(config: &Kubeconfig, context: &str) -> Option<String> {
+    context_cluster(config, context)?.proxy_url.clone()
 }
 
 /// Reads a kubeconfig file. A file that is not a kubeconfig is refused without quoting it:
@@ -254,28 +262,12 @@ pub fn contexts(config: &Kubeconfig) -> Vec<String> {
 
 /// The namespace a context names, if any.
 pub fn context_namespace(config: &Kubeconfig, context: &str) -> Option<String> {
-    config
-        .contexts
-        .iter()
-        .find(|named| named.name == context)
-        .and_then(|named| named.context.as_ref())
-        .and_then(|context| context.namespace.clone())
+    named_context(config, context)?.namespace.clone()
 }
 
 /// The server URL of a context, if the kubeconfig names one.
 pub fn context_server(config: &Kubeconfig, context: &str) -> Option<String> {
-    let cluster_name = config
-        .contexts
-        .iter()
-        .find(|named| named.name == context)
-        .and_then(|named| named.context.as_ref())
-        .map(|context| context.cluster.clone())?;
-    config
-        .clusters
-        .iter()
-        .find(|cluster| cluster.name == cluster_name)
-        .and_then(|cluster| cluster.cluster.as_ref())
-        .and_then(|cluster| cluster.server.clone())
+    context_cluster(config, context)?.server.clone()
 }
 
 #[cfg(test)]

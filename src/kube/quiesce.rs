@@ -112,9 +112,8 @@ impl KubeClient {
     /// run (`holder.run` differs from `record`'s) is never overwritten: that is an error
     /// naming its holder.
     pub async fn set_quiesce_mark(&self, service: &str, record: &Value) -> Result<(), KubeError> {
-        for _ in 0..ATTEMPTS {
-            let object = self.get("services", service, None).await?;
-            if let Some(existing) = mark_of(&object)?
+        self.patch_pinned(service, &format!("mark service {service}"), |object| {
+            if let Some(existing) = mark_of(object)?
                 && existing.record["holder"]["run"] != record["holder"]["run"]
             {
                 return Err(KubeError::Held {
@@ -122,58 +121,20 @@ impl KubeClient {
                     holder: crate::holder::describe(&existing.record["holder"]),
                 });
             }
-            let operations = json!([pin(&object), set_mark_operation(&object, record)]);
-            match self
-                .patch(
-                    "services",
-                    service,
-                    None,
-                    PatchType::Json,
-                    &operations,
-                    false,
-                )
-                .await
-            {
-                Ok(_) => return Ok(()),
-                Err(error) if error.is_conflict() => continue,
-                Err(error) => return Err(error),
-            }
-        }
-        Err(KubeError::KeptChanging {
-            action: format!("mark service {service}"),
-            attempts: ATTEMPTS,
+            Ok(Some(vec![set_mark_operation(object, record)]))
         })
+        .await
+        .map(|_| ())
     }
 
     /// Removes the mark of Service `service`, leaving everything else as it is. Returns
     /// whether there was one.
     pub async fn clear_quiesce_mark(&self, service: &str) -> Result<bool, KubeError> {
-        for _ in 0..ATTEMPTS {
-            let object = self.get("services", service, None).await?;
-            if mark_of(&object)?.is_none() {
-                return Ok(false);
-            }
-            let operations = json!([pin(&object), { "op": "remove", "path": MARK_POINTER }]);
-            match self
-                .patch(
-                    "services",
-                    service,
-                    None,
-                    PatchType::Json,
-                    &operations,
-                    false,
-                )
-                .await
-            {
-                Ok(_) => return Ok(true),
-                Err(error) if error.is_conflict() => continue,
-                Err(error) => return Err(error),
-            }
-        }
-        Err(KubeError::KeptChanging {
-            action: format!("unmark service {service}"),
-            attempts: ATTEMPTS,
+        self.patch_pinned(service, &format!("unmark service {service}"), |object| {
+            Ok(mark_of(object)?.map(|_| vec![json!({ "op": "remove", "path": MARK_POINTER })]))
         })
+        .await
+        .map(|after| after.is_some())
     }
 
     /// Moves back every nodePort the mark of Service `service` moved (new → old) and removes
@@ -181,16 +142,16 @@ impl KubeClient {
     /// changed on it since. Ports already back are left alone. Returns the Service after, or
     /// `None` when it carried no mark.
     pub async fn revert_quiesce(&self, service: &str) -> Result<Option<Value>, KubeError> {
-        for _ in 0..ATTEMPTS {
-            let object = self.get("services", service, None).await?;
-            let Some(mark) = mark_of(&object)? else {
+        let action = format!("put back the nodePorts of service {service}");
+        self.patch_pinned(service, &action, |object| {
+            let Some(mark) = mark_of(object)? else {
                 return Ok(None);
             };
-            let mut operations = vec![pin(&object)];
             let ports = object["spec"]["ports"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
+            let mut operations = Vec::new();
             for (from, to) in moves(&mark.record) {
                 if let Some(index) = ports
                     .iter()
@@ -202,6 +163,27 @@ impl KubeClient {
                 }
             }
             operations.push(json!({ "op": "remove", "path": MARK_POINTER }));
+            Ok(Some(operations))
+        })
+        .await
+    }
+
+    /// Reads Service `service`, asks `plan` for the JSON-patch operations to make (`None`:
+    /// nothing to do), and sends them pinned to the resourceVersion read; a conflict (someone
+    /// changed the Service meanwhile) reads and plans again, up to [`ATTEMPTS`] times. Returns
+    /// the Service after the patch, or `None` when `plan` had nothing to do.
+    async fn patch_pinned(
+        &self,
+        service: &str,
+        action: &str,
+        plan: impl Fn(&Value) -> Result<Option<Vec<Value>>, KubeError>,
+    ) -> Result<Option<Value>, KubeError> {
+        for _ in 0..ATTEMPTS {
+            let object = self.get("services", service, None).await?;
+            let Some(mut operations) = plan(&object)? else {
+                return Ok(None);
+            };
+            operations.insert(0, pin(&object));
             match self
                 .patch(
                     "services",
@@ -219,7 +201,7 @@ impl KubeClient {
             }
         }
         Err(KubeError::KeptChanging {
-            action: format!("put back the nodePorts of service {service}"),
+            action: action.to_owned(),
             attempts: ATTEMPTS,
         })
     }
